@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # lets tests import reference.py and other helpers here
 
-import hf_minimal  # noqa: E402  (registers the Auto classes)
+import hf_minimal  # registers the Auto classes
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
