@@ -27,3 +27,39 @@ def tiny_config(**overrides) -> hf_minimal.MinimalTransformerConfig:
 def tiny_model():
     torch.manual_seed(0)
     return hf_minimal.MinimalTransformerForConditionalGeneration(tiny_config()).eval()
+
+
+# ---- Hub fixtures (tests/test_hub.py): a Hub-compatible server on 127.0.0.1 and the environment of its clients
+HUB_TOKEN = "hf_dummy_token_for_the_local_test_hub"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """tests/hub_server.py serving from a thread on 127.0.0.1 (port 0), its data in a temp folder."""
+    from hub_server import HubServer
+
+    with HubServer(tmp_path_factory.mktemp("hub-data"), user="me", token=HUB_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hub_env(hub, tmp_path_factory):
+    """`hub_env(name)` -> environment for a fresh client process: its own HF_HOME, HF_ENDPOINT at the test Hub,
+    a dummy token, xet off (LFS files go through the Git LFS batch API and HTTP PUT) and one CPU thread."""
+
+    def make(name: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+        env.pop("PYTHONPATH", None)
+        env.update(
+            HF_HOME=str(tmp_path_factory.mktemp(f"hf-home-{name}")),
+            HF_ENDPOINT=hub.url,
+            HF_TOKEN=HUB_TOKEN,
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+            TOKENIZERS_PARALLELISM="false",
+            OMP_NUM_THREADS="1",  # the same thread count in every process keeps float results bitwise identical
+        )
+        return env
+
+    return make
