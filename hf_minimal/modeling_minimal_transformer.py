@@ -110,18 +110,20 @@ class MinimalTransformerAttention(nn.Module):
             k, v = layer.keys, layer.values
         else:
             source = key_value_states if is_cross else hidden_states
-            k = self.k_proj(source).view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, d_k)
-            v = self.v_proj(source).view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, d_k)
+            S = source.size(1)  # explicit, not -1: view cannot infer -1 for an empty batch or sequence
+            k = self.k_proj(source).view(B, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, d_k)
+            v = self.v_proj(source).view(B, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, d_k)
             if cache is not None:
                 sub_cache = cache.cross_attention_cache if is_cross else cache.self_attention_cache
                 k, v = sub_cache.update(k, v, self.layer_idx)
                 if is_cross:
                     cache.is_updated[self.layer_idx] = True
-        implementation = "eager" if output_attentions else self.config._attn_implementation
+        # transformers' sdpa wrapper cannot reshape 0 elements: an empty batch or sequence takes the eager path.
+        implementation = "eager" if output_attentions or q.numel() == 0 else self.config._attn_implementation
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = self.dropout if self.training else 0.0
         output, weights = attention(self, q, k, v, attention_mask, dropout=dropout, scaling=self.head_dim**-0.5)
-        output = output.reshape(B, T, -1)  # (B, T, H * d_k): the heads concatenated
+        output = output.reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H * d_k): the heads concatenated
         return self.out_proj(output), weights
 
 
@@ -247,7 +249,7 @@ class MinimalTransformerStack(nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
-            check_token_ids(input_ids, self.embed_tokens.num_embeddings)
+            check_token_ids(input_ids, self.embed_tokens.num_embeddings, self.input_name)
             inputs_embeds = self.embed_tokens(input_ids)
         x = inputs_embeds * self.embed_scale  # (B, T, d_model)
         x = x + self.embed_positions(start, x.size(1), x.dtype)
@@ -257,16 +259,18 @@ class MinimalTransformerStack(nn.Module):
         return self.layer_norm(hidden_states) if self.layer_norm is not None else hidden_states
 
 
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
     """Raise a clear ValueError for ids outside [0, vocab_size) instead of an opaque index error inside torch."""
+    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer token ids (torch.long), not {input_ids.dtype}.")
     if input_ids.numel() == 0 or torch.compiler.is_compiling():
         return
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         raise ValueError(
-            f"Token id {bad} is outside the vocabulary [0, {vocab_size}). Encode the text with the model's own "
-            f"tokenizer, or resize the embeddings (model.resize_token_embeddings) if the tokenizer has more tokens."
+            f"{name}: token id {bad} is outside the vocabulary [0, {vocab_size}). Encode the text with the model's "
+            f"own tokenizer, or resize the embeddings (model.resize_token_embeddings) if the tokenizer has more tokens."
         )
 
 
@@ -277,6 +281,8 @@ def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
 
 class MinimalTransformerEncoder(MinimalTransformerStack):
     """The encoder: a stack of N identical layers over the embedded source (Section 3.1)."""
+
+    input_name = "input_ids"  # named in token-id errors
 
     def __init__(self, config: MinimalTransformerConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens)
@@ -309,6 +315,8 @@ class MinimalTransformerEncoder(MinimalTransformerStack):
 
 class MinimalTransformerDecoder(MinimalTransformerStack):
     """The decoder: N layers with masked self-attention and attention over the encoder output (Section 3.1)."""
+
+    input_name = "decoder_input_ids"  # named in token-id errors
 
     def __init__(self, config: MinimalTransformerConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens)
@@ -508,7 +516,7 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     """Teacher forcing: the decoder sees <start> y_1 .. y_{n-1} and predicts y_1 .. y_n (Section 3.1)."""
     shifted = labels.new_full(labels.shape, pad_token_id)
     shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
+    shifted[:, :1] = decoder_start_token_id  # a slice, so that length-0 labels give a length-0 decoder input
     return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
@@ -566,6 +574,8 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
     ) -> Seq2SeqLMOutput | tuple:
         """Next-token logits; with `labels` (-100 = ignore) also the mean cross-entropy over labelled tokens."""
         if labels is not None:
+            # Checked here, before the shift, so that the error names labels and not decoder_input_ids.
+            check_token_ids(labels.masked_fill(labels == -100, 0), self.lm_head.out_features, "labels (-100 = ignored)")
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(
