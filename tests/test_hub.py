@@ -227,12 +227,13 @@ def step_load(push_report_path: str, train_report_path: str, report_path: str) -
     report["second"] = seq2seq_outputs(model, tokenizer)
     first = AutoModelForSeq2SeqLM.from_pretrained(REPO, revision=pushed["model_commit"], trust_remote_code=True)
     report["first"] = seq2seq_outputs(first.eval(), tokenizer)
+    report["first_module"] = type(first).__module__  # the code comes from the pinned commit too
     base = AutoModel.from_pretrained(REPO, trust_remote_code=True).eval()
     report["base_class"] = type(base).__module__ + "." + type(base).__name__
     report["second_base"] = base_outputs(base, tokenizer)
-    trained_model = AutoModelForSeq2SeqLM.from_pretrained(TRAINER_REPO, trust_remote_code=True).eval()
-    report["trained"] = seq2seq_outputs(trained_model, AutoTokenizer.from_pretrained(TRAINER_REPO))
-    report["trained_commit_seen"] = trained["commit"]
+    pinned = {"revision": trained["commit"]}  # the commit trainer.push_to_hub() returned
+    trained_model = AutoModelForSeq2SeqLM.from_pretrained(TRAINER_REPO, trust_remote_code=True, **pinned).eval()
+    report["trained"] = seq2seq_outputs(trained_model, AutoTokenizer.from_pretrained(TRAINER_REPO, **pinned))
     report["hf_minimal_modules"] = [m for m in sys.modules if m == "hf_minimal" or m.startswith("hf_minimal.")]
     Path(report_path).write_text(json.dumps(report))
 
@@ -332,6 +333,7 @@ def test_second_push_is_a_new_commit_and_old_revision_loads(hub, reports):
     assert hub.read(REPO, "model.safetensors", first) != hub.read(REPO, "model.safetensors", second)
     assert hub.file_list(REPO, second) == EXPECTED_FILES
     assert loaded["first"] == pushed["first"] != pushed["second"]  # revision=<first commit> gives the old weights
+    assert f".{first}." in loaded["first_module"]  # ... and the code of that commit
 
 
 def test_error_cases_are_the_clear_ones(reports):
