@@ -52,7 +52,7 @@ def encode_word(tokenizer, word: str) -> list[int]:
     if unk is not None and unk in ids:
         vocab = tokenizer.get_vocab()
         unknown = sorted({ch for ch in letters if ch not in vocab})
-        known = "".join(sorted(t for t in vocab if len(t) == 1 and t.isalpha() and t.islower()))
+        known = "".join(sorted(t for t in vocab if len(t) == 1 and not t.isupper()))  # phones are upper case
         sys.exit(
             f"The tokenizer in the model folder does not know the letter(s) {unknown} of {word!r}; "
             f"it knows: {known or '(no single letters: is this a G2P tokenizer?)'}."
@@ -182,7 +182,7 @@ def plot_positional_encoding(args: argparse.Namespace) -> Path:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", nargs="?", metavar="MODEL_DIR", help="folder with the saved model and tokenizer")
-    parser.add_argument("word", nargs="?", metavar="WORD", help="a word to pronounce, e.g. 'physics'")
+    parser.add_argument("word", nargs="?", metavar="WORD", help="a word to pronounce, e.g. 'attention'")
     parser.add_argument("--pe", action="store_true", help="plot the sinusoidal positional encoding (no model)")
     parser.add_argument("--output", help="PNG path (default: cross_attention_WORD.png or positional_encoding.png)")
     parser.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100)")
@@ -194,7 +194,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.pe and args.model_dir is not None:
         parser.error("--pe needs no MODEL_DIR or WORD; run it without them.")
     if not args.pe and (args.model_dir is None or args.word is None):
-        parser.error("pass MODEL_DIR and WORD (e.g. plot_attention.py outputs/g2p physics), or --pe.")
+        parser.error("pass MODEL_DIR and WORD (e.g. plot_attention.py outputs/g2p-cpu attention), or --pe.")
     if args.dpi < 1 or args.panel_size <= 0 or args.max_new_tokens < 1:
         parser.error("--dpi, --panel-size and --max-new-tokens must be positive.")
     return args
