@@ -160,7 +160,7 @@ def plot_positional_encoding(args: argparse.Namespace) -> Path:
         "PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(...)",
         fontsize=10,
     )
-    image = top.imshow(pe, cmap="RdBu", vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    image = top.imshow(pe, cmap="RdBu", vmin=-1.0, vmax=1.0, aspect="auto", interpolation="antialiased")
     top.set_xlabel("embedding dimension (even: sin, odd: cos, interleaved)")
     top.set_ylabel("position")
     top.set_title("the matrix added to the scaled embeddings", fontsize=9)
@@ -172,7 +172,9 @@ def plot_positional_encoding(args: argparse.Namespace) -> Path:
     bottom.set_xlabel("position")
     bottom.set_ylabel("PE value")
     bottom.set_title("a few columns: each pair (2i, 2i+1) is a sinusoid with its own wavelength", fontsize=9)
-    bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    bottom.set_ylim(-1.15, 1.75)  # headroom for the legend
+    bottom.set_yticks([-1.0, -0.5, 0.0, 0.5, 1.0])
+    bottom.legend(fontsize=7, loc="upper center", ncols=4)
     output = Path(args.output or "positional_encoding.png")
     fig.savefig(output, dpi=args.dpi)
     plt.close(fig)

@@ -137,11 +137,11 @@ def g2p_tokenizer(split_letters: bool) -> PreTrainedTokenizerFast:
     )
 
 
-def save_tiny_g2p(folder: Path, split_letters: bool = True) -> Path:
+def save_tiny_g2p(folder: Path, split_letters: bool = True, decoder_layers: int = 3, num_heads: int = 4) -> Path:
     tokenizer = g2p_tokenizer(split_letters)
     config = hf_minimal.MinimalTransformerConfig(
-        vocab_size=len(tokenizer), d_model=16, encoder_layers=2, decoder_layers=3, num_heads=4, d_ff=32,
-        dropout=0.0, max_position_embeddings=32,
+        vocab_size=len(tokenizer), d_model=16, encoder_layers=2, decoder_layers=decoder_layers, num_heads=num_heads,
+        d_ff=32, dropout=0.0, max_position_embeddings=32,
     )  # fmt: skip
     torch.manual_seed(0)
     hf_minimal.MinimalTransformerForConditionalGeneration(config).save_pretrained(folder)
@@ -151,7 +151,7 @@ def save_tiny_g2p(folder: Path, split_letters: bool = True) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_g2p_dir(tmp_path_factory) -> Path:
-    return save_tiny_g2p(tmp_path_factory.mktemp("tiny_g2p"))
+    return save_tiny_g2p(tmp_path_factory.mktemp("tiny_g2p"), decoder_layers=2, num_heads=2)  # few panels: fast
 
 
 def test_plot_cross_attention_writes_png_of_the_documented_size(tiny_g2p_dir, tmp_path):
@@ -159,8 +159,8 @@ def test_plot_cross_attention_writes_png_of_the_documented_size(tiny_g2p_dir, tm
     args = (str(tiny_g2p_dir), "Physics", "--output", str(output), "--dpi", "40", "--panel-size", "2")
     result = run(PLOT, *args, "--max-new-tokens", "6")
     assert f"wrote {output}" in result.stdout
-    # Documented: (heads x panel + 1) by (layers x panel + 0.8) inches; the tiny model has 4 heads, 3 decoder layers.
-    assert png_size(output) == ((4 * 2 + 1) * 40, round((3 * 2 + 0.8) * 40))
+    # Documented: (heads x panel + 1) by (layers x panel + 0.8) inches; this model has 2 heads and 2 decoder layers.
+    assert png_size(output) == ((2 * 2 + 1) * 40, round((2 * 2 + 0.8) * 40))
 
 
 def test_plot_positional_encoding_writes_png_without_a_model(tmp_path, capsys):
