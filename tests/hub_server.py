@@ -251,7 +251,11 @@ class HubStore:
             if key == "file":
                 if value.get("encoding", "base64") != "base64":
                     raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}.")
-                files[path] = self._entry(base64.b64decode(value["content"], validate=True), lfs=False)
+                try:
+                    content = base64.b64decode(str(value["content"]), validate=True)
+                except (KeyError, ValueError):
+                    raise HubError(400, f"The content of {path} is missing or not base64.") from None
+                files[path] = self._entry(content, lfs=False)
             elif key == "lfsFile":
                 oid = str(value.get("oid", ""))
                 if value.get("algo", "sha256") != "sha256" or not self.has_blob(oid):
@@ -284,6 +288,7 @@ class HubServer:
         self.user = user
         self.token = token  # if set, writes need `Authorization: Bearer <token>`
         self.requests: list[tuple[str, str, int]] = []
+        self.server_errors: list[str] = []  # unexpected exceptions while answering (a test should find none)
         self._httpd = ThreadingHTTPServer((host, 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.hub = self  # type: ignore[attr-defined]
@@ -362,11 +367,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _json_body(self) -> object:
+    def _json_body(self) -> dict:
         try:
-            return json.loads(self._body() or b"{}")
-        except json.JSONDecodeError as error:
+            payload = json.loads(self._body() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise HubError(400, f"Invalid JSON body: {error}") from None
+        if not isinstance(payload, dict):
+            raise HubError(400, "The JSON body must be an object.")
+        return payload
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type: str = "") -> None:
         self.send_response(status)
@@ -396,8 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
             if any(p in ("..", ".") or "\\" in p or "\0" in p for s in segments for p in s.split("/")):
                 raise HubError(400, "Path traversal refused: '..' or '.' segments are not allowed.")
             self._route(segments, parse_qs(query))
-        except HubError as error:
-            headers = {"X-Error-Message": error.message}
+        except Exception as caught:  # a bad request, or a bug here: answer it and keep serving
+            error = caught if isinstance(caught, HubError) else HubError(500, f"{type(caught).__name__}: {caught}")
+            if error.status >= 500 or not isinstance(caught, HubError):
+                self.hub.server_errors.append(f"{self.command} {self.path}: {error.message}")
+            headers = {"X-Error-Message": error.message.encode("ascii", "backslashreplace").decode()}
             if error.code:
                 headers["X-Error-Code"] = error.code
             if error.commit:
@@ -463,6 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo_api(self, namespace: str, name: str, rest: list[str], query: dict) -> None:
         store, method = self.hub.store, self.command
+        payload = self._json_body() if method == "POST" and rest and rest[0] in ("branch", "preupload") else {}
         body = self._body() if method in ("POST", "PUT") else b""
         branches = store.branches(namespace, name)  # 404 RepoNotFound first, as the Hub does
         if not rest or (rest[0] == "revision" and len(rest) == 2):
@@ -499,14 +511,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(history)
         if rest[0] == "branch" and len(rest) == 2 and method == "POST":
             self._require_token()
-            start = (json.loads(body or b"{}") or {}).get("startingPoint") or "main"
+            start = payload.get("startingPoint") or "main"
             if rest[1] in branches:
                 raise HubError(409, f"Branch {rest[1]} already exists.")
             store._set_branch(namespace, name, rest[1], store.resolve(namespace, name, start))
             return self._send_json({})
         if rest[0] == "preupload" and len(rest) == 2 and method == "POST":
             self._require_token()
-            return self._send_json(self._preupload(namespace, name, rest[1], json.loads(body or b"{}")))
+            return self._send_json(self._preupload(namespace, name, rest[1], payload))
         if rest[0] == "commit" and len(rest) == 2 and method == "POST":
             self._require_token()
             if query.get("create_pr"):
@@ -585,8 +597,10 @@ class _Handler(BaseHTTPRequestHandler):
             gitignore = store.text_at(namespace, name, oid, ".gitignore") or ""
         answers = []
         for item in payload.get("files", []):
+            if not (isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("size"), int)):
+                raise HubError(400, f"Each preupload file needs a path and a size, not {item!r}.")
             path = safe_repo_path(item["path"])
-            sample = base64.b64decode(item.get("sample", ""))
+            sample = base64.b64decode(str(item.get("sample", "")))
             lfs = _lfs_tracked(gitattributes, path) or item["size"] >= LFS_THRESHOLD or b"\0" in sample
             remote = current.get(path)
             remote_oid = None
@@ -603,8 +617,11 @@ class _Handler(BaseHTTPRequestHandler):
         return {"files": answers, "commitOid": oid}
 
     def _commit(self, namespace: str, name: str, branch: str, body: bytes) -> None:
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-        if not lines or lines[0].get("key") != "header":
+        try:
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise HubError(400, f"Invalid NDJSON commit payload: {error}") from None
+        if not lines or not all(isinstance(line, dict) for line in lines) or lines[0].get("key") != "header":
             raise HubError(400, "The commit payload must start with a header line.")
         oid = self.hub.store.apply_commit(namespace, name, branch, lines[1:], lines[0]["value"], self.hub.user)
         self._send_json(
@@ -645,6 +662,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(400, "This test Hub only accepts LFS uploads; files download through /resolve.")
             objects = []
             for obj in payload.get("objects", []):
+                if not (isinstance(obj, dict) and isinstance(obj.get("oid"), str) and isinstance(obj.get("size"), int)):
+                    raise HubError(400, f"Each LFS object needs an oid and a size, not {obj!r}.")
+                self.hub.store.blob_path(obj["oid"])  # a sha256, or 400
                 answer = {"oid": obj["oid"], "size": obj["size"]}
                 if not self.hub.store.has_blob(obj["oid"]):  # a stored object needs no upload action
                     answer["actions"] = {"upload": {"href": f"{self.hub.url}/lfs-upload/{obj['oid']}"}}

@@ -283,6 +283,7 @@ def reports(hub, hub_env, tmp_path_factory) -> dict:
 
 
 def test_push_uploads_exactly_the_model_files(hub, reports):
+    assert hub.server_errors == []  # every request of every step was understood
     commit = reports["push"]["tokenizer_commit"]
     assert hub.file_list(REPO, commit) == EXPECTED_FILES
     code = reports["push"]["code_sha256"]  # the package's own source, as the pushing process read it
@@ -443,6 +444,7 @@ def test_server_refuses_paths_outside_its_data_folder(tmp_path):
         assert status == 400
         after = sorted(p for p in tmp_path.rglob("*") if "data" not in p.relative_to(tmp_path).parts[:1])
         assert after == before and secret.read_text() == "do not serve"
+        assert hub.server_errors == []  # refused as bad requests, not by accident
         assert hub.file_list("me/r") == {".gitattributes"}
 
 
@@ -519,7 +521,13 @@ def test_server_speaks_the_hub_protocol(tmp_path, monkeypatch):
         content = base64.b64encode(b"data").decode()
         status, _, _ = _request(hub.url, "PUT", f"/lfs-upload/{'b' * 64}", content.encode())
         assert status == 400  # bytes that do not hash to the oid in the URL
-        assert hub.branch_head("me/p") == second
+        for path, malformed in (
+            ("/api/models/me/p/commit/main", b"not json"),
+            ("/api/models/me/p/preupload/main", b'{"files": [{"sample": ""}]}'),
+            ("/me/p.git/info/lfs/objects/batch", b'{"operation": "upload", "objects": [{"oid": "../x", "size": 1}]}'),
+        ):
+            assert _request(hub.url, "POST", path, malformed, auth)[0] == 400, path
+        assert hub.branch_head("me/p") == second and hub.server_errors == []
 
 
 if __name__ == "__main__":
