@@ -16,8 +16,14 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def tiny_config(**overrides) -> hf_minimal.MinimalTransformerConfig:
     """A small model that still has several heads and layers; dropout off so runs are deterministic."""
     values = dict(
-        vocab_size=23, d_model=16, encoder_layers=2, decoder_layers=2, num_heads=4, d_ff=32,
-        dropout=0.0, max_position_embeddings=16,
+        vocab_size=23,
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=2,
+        num_heads=4,
+        d_ff=32,
+        dropout=0.0,
+        max_position_embeddings=16,
     )
     values.update(overrides)
     return hf_minimal.MinimalTransformerConfig(**values)
