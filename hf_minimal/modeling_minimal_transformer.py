@@ -10,6 +10,7 @@ torch, transformers and each other.
 
 import dataclasses
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -397,6 +398,55 @@ class MinimalTransformerPreTrainedModel(PreTrainedModel):
                 "AutoModelForSeq2SeqLM": f"{module}.MinimalTransformerForConditionalGeneration",
             }
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As transformers', but strict, so that a damaged checkpoint is never half-loaded silently: a corrupt
+        weights file, or weights that do not fit config.json (missing, unused or of another shape), raise an error
+        naming the file. `output_loading_info=True` keeps transformers' lenient loading and returns its report;
+        `ignore_mismatched_sizes=True` re-initialises tensors of another shape on purpose. Only safetensors are
+        read unless `use_safetensors=False` is passed, so a planted pytorch_model.bin is never unpickled."""
+        kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("output_loading_info"):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
+        where = str(pretrained_model_name_or_path)
+        files = sorted(f for f in os.listdir(where) if f.endswith(".safetensors")) if os.path.isdir(where) else []
+        weights = os.path.join(where, files[0] if len(files) == 1 else "model.safetensors")
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
+        except Exception as error:
+            if type(error).__name__ != "SafetensorError":  # safetensors' class, named so this file imports only torch
+                raise
+            raise OSError(
+                f"{weights} is damaged or truncated ({error}). Download or save the model again "
+                f"(a Trainer output folder keeps earlier copies in its checkpoint-N folders)."
+            ) from error
+        config_file = os.path.join(where, "config.json")
+        if info["mismatched_keys"] and not allow_mismatch:
+            name, saved, built = sorted(info["mismatched_keys"])[0]
+            raise ValueError(
+                f"{weights} does not fit {config_file}: {name} is {tuple(saved)} in the weights but {tuple(built)} in "
+                f"the model the config describes ({len(info['mismatched_keys'])} tensor(s) differ: d_model, d_ff or "
+                f"vocab_size changed?). Restore the config.json saved with these weights, or pass "
+                f"ignore_mismatched_sizes=True to re-initialise those tensors on purpose."
+            )
+        unexpected = sorted(k for k in info["unexpected_keys"] if not k.startswith("lm_head."))  # base from LM: fine
+        # A tied name (encoder.embed_tokens is shared) is reported missing when its source was re-initialised.
+        params = dict(model.named_parameters(remove_duplicate=False))
+        loaded = {id(p) for k, p in params.items() if k not in info["missing_keys"]}
+        missing = sorted(k for k in info["missing_keys"] if id(params.get(k)) not in loaded)
+        for keys, problem in ((missing, "lacks {}"), (unexpected, "has {} extra")):
+            if keys:
+                raise ValueError(
+                    f"{weights} {problem.format(len(keys))} tensor(s) for the model {config_file} describes, e.g. "
+                    f"{keys[0]} (encoder_layers, decoder_layers, norm_first or tie_word_embeddings changed, or the "
+                    f"file is incomplete). Restore the config.json saved with these weights, or load with "
+                    f"output_loading_info=True to accept {'random values' if 'lacks' in problem else 'dropping them'}."
+                )
+        return model
 
     def _init_weights(self, module: nn.Module) -> None:
         """Glorot-uniform linear weights and zero biases (as in fairseq and tensor2tensor); embeddings
