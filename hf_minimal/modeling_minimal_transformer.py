@@ -672,6 +672,19 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
         """Used by DataCollatorForSeq2Seq to build decoder_input_ids."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    def _reorder_cache(self, cache: Cache, beam_idx: torch.LongTensor) -> Cache:
+        """generate()'s beam-search hook: after each step, gather the self-attention keys/values of the kept beams.
+
+        The cross-attention keys/values are left in place: generate repeats the encoder output once per beam and a
+        beam never moves to another sentence, so every beam of a sentence holds the same rows, and gathering them
+        (the default) only copied the whole encoder-side cache at every step.
+        """
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
+
 
 __all__ = [
     "MinimalTransformerForConditionalGeneration",
