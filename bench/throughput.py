@@ -1,0 +1,470 @@
+"""Throughput of hf_minimal side by side with transformers' MarianMTModel of identical size.
+
+Both models are built from the same numbers (vocab, d_model, layers, heads, d_ff, ReLU, √d_model embedding scale,
+one tied embedding matrix, dropout), get identical batches in the same process, and are timed in interleaved
+repetitions (ours, Marian, Marian, ours, ...) after untimed warm-up calls; each figure is the median over the
+repetitions and the ratio is the median of the per-repetition ratios ours / Marian, which cancels most of the noise
+of a shared machine.
+
+    python bench/throughput.py                      # G2P size and the paper's base model, CPU, float32
+    python bench/throughput.py --quick              # smoke run: G2P size only, few repetitions
+    python bench/throughput.py --json bench.json    # also write every number as JSON
+    python bench/throughput.py --device cuda --dtype bf16   # GPU with bfloat16 autocast (not measured by us)
+
+Peak memory on CPU is the peak RSS of a fresh child process per model (RSS is per process, so two models in one
+process cannot be told apart); on CUDA it is torch.cuda.max_memory_allocated, reset before each model.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import transformers
+from transformers import MarianConfig, MarianMTModel
+from transformers.utils import logging as hf_logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration
+
+PAD, BOS, EOS = 0, 1, 2  # pad, decoder start and end-of-sequence ids for both models
+MODELS = ("ours", "marian")
+
+
+@dataclass
+class Size:
+    """One model size and the batches it is measured on."""
+
+    name: str
+    vocab_size: int
+    d_model: int
+    layers: int  # encoder_layers = decoder_layers
+    heads: int
+    d_ff: int
+    src_len: tuple[int, int]  # source lengths drawn uniformly from [min, max], EOS included
+    tgt_len: tuple[int, int]  # target lengths, EOS included
+    train_batch: int
+    gen_batch: int
+    gen_tokens: int  # tokens generated per word by greedy and beam search (EOS suppressed until then)
+    reps: int  # default number of interleaved repetitions
+    max_positions: int = 64
+
+
+SIZES = {
+    # The G2P default (configs/g2p-cpu.json): ~75 graphemes + phones, words of 8-12 letters, 7-10 phones.
+    "g2p": Size("g2p", 75, 128, 3, 4, 512, (8, 12), (7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=9),
+    # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
+    "base": Size(
+        "base", 37000, 512, 6, 8, 2048, (10, 14), (10, 14), train_batch=16, gen_batch=8, gen_tokens=12, reps=5
+    ),
+}
+CACHE_TOKENS = 30  # the KV-cache target: greedy decoding of 30 tokens, cached vs use_cache=False
+
+
+def build(which: str, size: Size, dropout: float = 0.1) -> torch.nn.Module:
+    """Ours or a MarianMTModel with the same trainable parameters, seeded identically."""
+    torch.manual_seed(0)
+    if which == "ours":
+        config = MinimalTransformerConfig(
+            vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.layers, decoder_layers=size.layers,
+            num_heads=size.heads, d_ff=size.d_ff, dropout=dropout, attention_dropout=0.0, activation="relu",
+            scale_embedding=True, tie_word_embeddings=True, max_position_embeddings=size.max_positions,
+            pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
+        )  # fmt: skip
+        return MinimalTransformerForConditionalGeneration(config)
+    config = MarianConfig(
+        vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.layers, decoder_layers=size.layers,
+        encoder_attention_heads=size.heads, decoder_attention_heads=size.heads, encoder_ffn_dim=size.d_ff,
+        decoder_ffn_dim=size.d_ff, activation_function="relu", dropout=dropout, attention_dropout=0.0,
+        activation_dropout=0.0, scale_embedding=True, share_encoder_decoder_embeddings=True, tie_word_embeddings=True,
+        max_position_embeddings=size.max_positions, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        decoder_start_token_id=BOS, forced_eos_token_id=None,
+    )  # fmt: skip
+    return MarianMTModel(config)
+
+
+def param_counts(model: torch.nn.Module) -> dict:
+    """Trainable parameters (shared ones once) and the frozen rest (Marian keeps its sinusoids as parameters)."""
+    params = list(model.parameters())  # deduplicates tied weights
+    return {
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "frozen": sum(p.numel() for p in params if not p.requires_grad),
+    }
+
+
+def make_batch(size: Size, batch: int, seed: int, device: str) -> dict:
+    """Random words: ids in [3, vocab), EOS-terminated, right-padded; labels padded with -100."""
+    g = torch.Generator().manual_seed(seed)
+
+    def sequences(lengths: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = torch.randint(lengths[0], lengths[1] + 1, (batch,), generator=g)
+        ids = torch.randint(3, size.vocab_size, (batch, int(n.max())), generator=g)
+        positions = torch.arange(ids.size(1))[None]
+        ids[positions == (n - 1)[:, None]] = EOS
+        keep = positions < n[:, None]
+        return ids.masked_fill(~keep, PAD), keep
+
+    src, src_keep = sequences(size.src_len)
+    tgt, tgt_keep = sequences(size.tgt_len)
+    return {
+        "input_ids": src.to(device),
+        "attention_mask": src_keep.long().to(device),
+        "labels": tgt.masked_fill(~tgt_keep, -100).to(device),
+        "tokens": int(src_keep.sum() + tgt_keep.sum()),  # real (non-pad) source + target tokens
+    }
+
+
+def shift_right(labels: torch.Tensor) -> torch.Tensor:
+    """<start> y_1 .. y_{n-1}: the decoder input both models build from labels."""
+    shifted = labels.new_full(labels.shape, PAD)
+    shifted[:, 1:] = labels[:, :-1].masked_fill(labels[:, :-1] == -100, PAD)
+    shifted[:, 0] = BOS
+    return shifted
+
+
+class Timer:
+    """Wall-clock seconds of a callable, synchronising CUDA so that queued kernels are counted."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __call__(self, fn: Callable[[], object], iters: int) -> float:
+        self.sync()
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        self.sync()
+        return (time.perf_counter() - start) / iters
+
+    def sync(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], timer: Timer, reps: int, warmup: int, min_sample_s: float
+) -> dict[str, list[float]]:
+    """Seconds per call of each function: `warmup` untimed calls each, then `reps` samples, alternating the order.
+
+    A sample averages enough calls to last about `min_sample_s` (the same count for every function)."""
+    slowest = 0.0
+    for fn in fns.values():
+        for _ in range(warmup - 1):
+            fn()
+        slowest = max(slowest, timer(fn, 1))  # the last warm-up call, timed only to size the samples
+    iters = max(1, round(min_sample_s / max(slowest, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            samples[name].append(timer(fns[name], iters))
+    return samples
+
+
+def autocast(device: str, dtype: str):
+    if dtype == "bf16":
+        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step_fn(model: torch.nn.Module, batch: dict, device: str, dtype: str) -> Callable[[], float]:
+    """One optimiser step of Adam on the mean cross-entropy (the paper's optimiser, Section 5.3).
+
+    The fused Adam kernel (transformers' default optimiser, adamw_torch_fused, is its AdamW twin) for both models."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def forward_fn(model: torch.nn.Module, batch: dict, device: str, dtype: str) -> Callable[[], object]:
+    """Encoder + decoder forward with teacher forcing, no cache, no gradients."""
+    inputs = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "decoder_input_ids": shift_right(batch["labels"]),
+        "use_cache": False,
+    }
+
+    def forward() -> object:
+        with torch.inference_mode(), autocast(device, dtype):
+            return model(**inputs).logits
+
+    return forward
+
+
+def generate_fn(
+    model: torch.nn.Module, batch: dict, device: str, dtype: str, tokens: int, num_beams: int, use_cache: bool = True
+) -> Callable[[], object]:
+    """generate() of exactly `tokens` new tokens per word (min_new_tokens suppresses EOS: equal work for both)."""
+    kwargs = dict(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=tokens,
+        min_new_tokens=tokens, num_beams=num_beams, do_sample=False, use_cache=use_cache,
+    )  # fmt: skip
+
+    def generate() -> object:
+        with torch.inference_mode(), autocast(device, dtype):
+            out = model.generate(**kwargs)
+        assert out.shape[1] == tokens + 1, out.shape
+        return out
+
+    return generate
+
+
+@dataclass
+class Row:
+    size: str
+    metric: str
+    unit: str
+    ours: float
+    marian: float | None  # None where the row compares ours with itself
+    ratio: float  # median over repetitions of ours / reference (a rate ratio: higher is better for ours)
+    target: float | None
+    note: str = ""
+
+
+def rate_row(size: str, metric: str, unit: str, samples: dict, work: float, target: float | None, note: str = "",
+             ref: str = "marian") -> Row:  # fmt: skip
+    """Rates = work / median seconds; ratio = median over repetitions of ours' rate / the reference's rate."""
+    ratio = statistics.median(r / o for o, r in zip(samples["ours"], samples[ref], strict=True))
+    marian = work / statistics.median(samples["marian"]) if "marian" in samples else None
+    return Row(size, metric, unit, work / statistics.median(samples["ours"]), marian, ratio, target, note)
+
+
+def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list[Row], dict]:
+    device, dtype = args.device, args.dtype
+    models = {name: build(name, size).to(device) for name in MODELS}
+    counts = {name: param_counts(m) for name, m in models.items()}
+    print(f"\n[{size.name}] d_model={size.d_model} layers={size.layers}+{size.layers} heads={size.heads} "
+          f"d_ff={size.d_ff} vocab={size.vocab_size}; trainable parameters: ours {counts['ours']['trainable']:,}, "
+          f"Marian {counts['marian']['trainable']:,} (Marian also holds {counts['marian']['frozen']:,} frozen "
+          f"sinusoid parameters)", flush=True)  # fmt: skip
+    if counts["ours"]["trainable"] != counts["marian"]["trainable"]:
+        raise RuntimeError(f"unfair comparison: parameter counts differ: {counts}")
+    train = make_batch(size, size.train_batch, seed=1, device=device)
+    gen = make_batch(size, size.gen_batch, seed=2, device=device)
+    reps = args.reps or (3 if args.quick else size.reps)
+    run = dict(timer=timer, reps=reps, warmup=args.warmup, min_sample_s=args.min_sample_s)
+    rows, seconds = [], {}
+
+    def report(row: Row) -> None:
+        rows.append(row)
+        print(f"  {row.metric}: ours {row.ours:,.1f} {row.unit}, ratio {row.ratio:.2f}", flush=True)
+
+    for attn in ("eager", "sdpa"):
+        for m in models.values():
+            m.set_attn_implementation(attn)
+            m.train()
+        fns = {name: train_step_fn(m, train, device, dtype) for name, m in models.items()}
+        samples = interleaved(fns, **run)
+        seconds[attn] = samples["ours"]
+        note = f"batch {size.train_batch}, fwd+bwd+Adam"
+        report(rate_row(size.name, f"train step ({attn})", "tok/s", samples, train["tokens"], 1.1, note))
+    # Not interleaved with each other, so a ratio of medians: a check that sdpa is not slower, not a race.
+    speedup = statistics.median(seconds["eager"]) / statistics.median(seconds["sdpa"])
+    rows.append(Row(size.name, "ours train: sdpa vs eager", "x", speedup, None, speedup, 1.0, "eager time / sdpa time"))
+
+    for m in models.values():
+        m.set_attn_implementation("sdpa")
+        m.eval()
+    samples = interleaved({name: forward_fn(m, train, device, dtype) for name, m in models.items()}, **run)
+    report(rate_row(size.name, "forward (inference)", "tok/s", samples, train["tokens"], 1.0, "no cache"))
+
+    for beams, label in ((1, "greedy"), (5, "beam 5")):
+        fns = {name: generate_fn(m, gen, device, dtype, size.gen_tokens, beams) for name, m in models.items()}
+        samples = interleaved(fns, **run)
+        note = f"batch {size.gen_batch}, {size.gen_tokens} tokens each"
+        report(rate_row(size.name, f"generate {label}", "words/s", samples, size.gen_batch, 1.1, note))
+
+    fns = {
+        "ours": generate_fn(models["ours"], gen, device, dtype, CACHE_TOKENS, 1),
+        "uncached": generate_fn(models["ours"], gen, device, dtype, CACHE_TOKENS, 1, use_cache=False),
+    }
+    samples = interleaved(fns, **{**run, "reps": max(3, reps // 2)})
+    uncached = size.gen_batch / statistics.median(samples["uncached"])
+    note = f"{CACHE_TOKENS} tokens each; use_cache=False: {uncached:,.1f} words/s"
+    report(rate_row(size.name, "ours greedy: cache vs none", "words/s", samples, size.gen_batch, 3.0, note,
+                    ref="uncached"))  # fmt: skip
+    return rows, counts
+
+
+# ---- peak memory -----------------------------------------------------------------------------------------------
+
+
+def rss_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # Linux: resets VmHWM to the current RSS
+
+
+def memory_child(which: str, size_name: str, dtype: str) -> None:
+    """In a fresh process: peak RSS above the post-import baseline, model included, for each phase."""
+    size = SIZES[size_name]
+    torch.manual_seed(0)
+    reset_peak_rss()
+    baseline = rss_mib("VmRSS")
+    model = build(which, size)
+    result = {}
+    for phase in ("generate", "train"):
+        if phase == "generate":
+            model.eval()
+            fn = generate_fn(model, make_batch(size, size.gen_batch, seed=2, device="cpu"), "cpu", dtype,
+                             size.gen_tokens, 5)  # fmt: skip
+        else:
+            model.train()
+            fn = train_step_fn(model, make_batch(size, size.train_batch, seed=1, device="cpu"), "cpu", dtype)
+        reset_peak_rss()
+        for _ in range(3):
+            fn()
+        result[phase] = rss_mib("VmHWM") - baseline
+    print(json.dumps(result))
+
+
+def peak_memory(size: Size, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """MiB per model and phase: {"ours": {"generate": .., "train": ..}, "marian": {...}}."""
+    result = {}
+    if args.device.startswith("cuda"):
+        for which in MODELS:
+            model = build(which, size).to(args.device)
+            result[which] = {}
+            for phase in ("generate", "train"):
+                batch = make_batch(size, size.gen_batch if phase == "generate" else size.train_batch,
+                                   seed=2 if phase == "generate" else 1, device=args.device)  # fmt: skip
+                if phase == "generate":
+                    model.eval()
+                    fn = generate_fn(model, batch, args.device, args.dtype, size.gen_tokens, 5)
+                else:
+                    model.train()
+                    fn = train_step_fn(model, batch, args.device, args.dtype)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                for _ in range(3):
+                    fn()
+                torch.cuda.synchronize()
+                result[which][phase] = torch.cuda.max_memory_allocated() / 2**20
+            del model, fn
+            torch.cuda.empty_cache()
+        return result
+    for which in MODELS:
+        command = [sys.executable, os.path.abspath(__file__), "--memory-child", which, size.name, "--dtype", args.dtype]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True)
+        result[which] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'size':<5} {'metric':<27} {'unit':<7} {'ours':>11} {'Marian':>11} {'ratio':>6} {'target':>7}  note"
+    print("\n" + header + "\n" + "-" * (len(header) + 40))
+    for r in rows:
+        marian = f"{r.marian:>11,.1f}" if r.marian is not None else f"{'':>11}"
+        if r.target is None:
+            target = f"{'':>7}"
+        else:
+            target = f"{'≥' if r.unit != 'MiB' else '≤'}{r.target:.1f}x".rjust(7)
+            met = r.ratio >= r.target if r.unit != "MiB" else r.ratio <= r.target
+            target += " " if met else "!"
+        print(f"{r.size:<5} {r.metric:<27} {r.unit:<7} {r.ours:>11,.1f} {marian} {r.ratio:>5.2f}x {target} {r.note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default=None, help="comma-separated: g2p,base (default both; g2p with --quick)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = bfloat16 autocast")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per figure (default 9 g2p, 5 base)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model before timing")
+    parser.add_argument("--min-sample-s", type=float, default=0.2, help="a timed sample repeats calls to last this")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as the machine is)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--quick", action="store_true", help="smoke run: G2P size, 3 repetitions, 1 warm-up call")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(*args.memory_child, args.dtype)
+        return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda given, but torch.cuda.is_available() is False")
+    if args.quick:
+        args.warmup = min(args.warmup, 1)
+        args.min_sample_s = min(args.min_sample_s, 0.05)
+    args.warmup = max(args.warmup, 1)
+    sizes = (args.sizes or ("g2p" if args.quick else "g2p,base")).split(",")
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
+
+    env = {
+        "command": " ".join(["python", *sys.argv]),
+        "device": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(args.device),
+        "dtype": args.dtype,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "warmup": args.warmup,
+    }
+    print(f"device {env['device']}, dtype {args.dtype}, torch threads {env['torch_threads']} of {env['cpu_count']} "
+          f"CPUs, load average {env['load_average_at_start']:.1f}; torch {torch.__version__}, transformers "
+          f"{transformers.__version__}", flush=True)  # fmt: skip
+    timer = Timer(args.device)
+    started = time.perf_counter()
+    rows, results = [], {"environment": env, "sizes": {}}
+    for name in sizes:
+        size_rows, counts = bench_size(SIZES[name], args, timer)
+        rows += size_rows
+        memory = None if args.no_memory else peak_memory(SIZES[name], args)
+        if memory:
+            kind = "peak RSS above imports" if args.device == "cpu" else "max_memory_allocated"
+            for phase in ("train", "generate"):
+                ours, marian = memory["ours"][phase], memory["marian"][phase]
+                note = f"{kind}, model included" + ("; 3 steps" if phase == "train" else "; beam 5")
+                rows.append(Row(name, f"peak memory, {phase}", "MiB", ours, marian, ours / marian, None, note))
+        results["sizes"][name] = {"size": asdict(SIZES[name]), "parameters": counts, "memory_mib": memory}
+    env["load_average_at_end"] = os.getloadavg()[0]
+    env["seconds"] = round(time.perf_counter() - started, 1)
+    print_table(rows)
+    print(f"\nratio: ours / Marian (rates: higher is faster; memory: lower is less), the median over interleaved "
+          f"repetitions; '!' marks a missed target. {env['seconds']:.0f} s, load average "
+          f"{env['load_average_at_start']:.1f} at start, {env['load_average_at_end']:.1f} at end.")  # fmt: skip
+    results["rows"] = [asdict(r) for r in rows]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
