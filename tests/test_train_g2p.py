@@ -1,0 +1,164 @@
+"""Training on CMUdict G2P: the recipe parsing, a tiny end-to-end run of examples/train_g2p.py, overfitting with the
+Seq2SeqTrainer, and a 2-process DDP run (gloo on CPU). Small models and a few steps: seconds each."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+)
+
+from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, g2p
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "examples" / "train_g2p.py"
+TINY = ["--d_model", "32", "--d_ff", "64", "--num_heads", "2", "--encoder_layers", "1", "--decoder_layers", "1"]
+SMALL_RUN = [
+    *TINY,
+    *("--max_train_samples", "64", "--max_eval_samples", "16", "--max_test_samples", "16"),
+    *("--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--disable_tqdm", "true"),
+]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_g2p", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(command: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+def assert_loadable(output_dir: Path) -> tuple:
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir)
+    assert isinstance(model, MinimalTransformerForConditionalGeneration)
+    assert model.config.vocab_size == len(tokenizer) == 72
+    assert (model.config.pad_token_id, model.config.decoder_start_token_id, model.config.eos_token_id) == (
+        tokenizer.pad_token_id,
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+    )
+    assert model.lm_head.weight is model.get_input_embeddings().weight  # the three-way tie survives saving
+    phones = g2p.transcribe(model, tokenizer, ["hello", "Zyzzyva"])
+    vocabulary = set(g2p.phone_inventory())
+    assert all(set(p.split()) <= vocabulary for p in phones)  # an untrained model still emits only phones
+    return model, tokenizer
+
+
+def test_recipe_json_then_command_line_overrides():
+    script = load_script()
+    model_args, g2p_args, args, recipe = script.parse_args(["--max_steps", "7", "--d_model", "64", "--no_use_cpu"])
+    defaults = json.loads((ROOT / "configs" / "g2p-cpu.json").read_text())
+    assert args.max_steps == 7 and model_args.d_model == 64 and args.use_cpu is False  # the flags win
+    assert args.learning_rate == defaults["learning_rate"] and args.lr_scheduler_type == "inverse_sqrt"
+    assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (0.9, 0.98, 1e-9)
+    assert args.label_smoothing_factor == 0.1 and args.predict_with_generate
+    assert args.train_sampling_strategy == "group_by_length" and args.load_best_model_at_end
+    assert model_args.encoder_layers == defaults["encoder_layers"] and g2p_args.keep_stress is False
+    assert recipe["max_steps"] == 7 and recipe["d_model"] == 64 and recipe["use_cpu"] is False
+    assert recipe["learning_rate"] == defaults["learning_rate"]
+    assert set(recipe) == set(defaults) | {"max_steps", "d_model", "use_cpu"}
+
+
+def test_both_recipes_parse_and_unknown_fields_are_named(tmp_path):
+    script = load_script()
+    for name in ("g2p-cpu.json", "g2p-gpu.json"):
+        _, _, args, recipe = script.parse_args([str(ROOT / "configs" / name)])
+        assert args.lr_scheduler_type == "inverse_sqrt" and args.label_smoothing_factor == 0.1
+        assert recipe == {**json.loads((ROOT / "configs" / name).read_text()), **recipe}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"max_steps": 3, "learning_rat": 0.1}))
+    with pytest.raises(SystemExit, match="learning_rat"):
+        script.parse_args([str(bad)])
+
+
+def test_end_to_end_run_reloads_through_the_auto_classes(tmp_path):
+    out = tmp_path / "run"
+    # A 0.001-minute budget stops training at the first check (step 10), which must still evaluate and save.
+    budget = ["--max_steps", "500", "--max_train_minutes", "0.001", "--eval_steps", "5", "--save_steps", "5"]
+    run([sys.executable, str(SCRIPT), *SMALL_RUN, *budget, "--test_num_beams", "1", "2", "--output_dir", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert results["train"]["global_step"] == 10
+    assert results["train"]["best_validation_wer"] is not None
+    assert results["keep_stress"] is False and results["split_words"]["test"] > 6000
+    assert results["recipe"]["max_steps"] == 500 and results["recipe"]["d_model"] == 32
+    assert results["recipe"]["label_smoothing_factor"] == 0.1  # from configs/g2p-cpu.json, the default recipe
+    for key in ("beam1", "beam2"):
+        scores = results["test"][key]
+        assert scores["words"] == 16 and 0 <= scores["wer"] <= 100 and scores["per"] >= 0
+    assert "huggingface" in results["examples"] and results["examples"]["huggingface"]["cmudict"] is None
+    assert results["examples"]["hello"]["cmudict"] == ["HH AH L OW", "HH EH L OW"]
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "cmudict" in card.data.tags
+    assert {r.metric_type for r in card.data.eval_results} == {"wer", "per"}
+    assert "AutoModelForSeq2SeqLM.from_pretrained" in card.text and "SHA-256" in card.text
+    assert (out / "tokenizer.json").is_file() and (out / "modeling_minimal_transformer.py").is_file()
+
+    model, tokenizer = assert_loadable(out)
+    test = g2p.load_cmudict()["test"]
+    sample = test.shuffle(seed=0).select(range(16))  # the words the script scored
+    assert g2p.evaluate_split(model, tokenizer, sample)["wer"] == pytest.approx(results["test"]["beam1"]["wer"])
+
+
+def test_trainer_overfits_200_words_to_zero_wer(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = g2p.build_tokenizer()
+    train = g2p.load_cmudict()["train"].shuffle(seed=0)
+    words = train.filter(lambda row: len(row["pronunciations"]) == 1).select(range(200))
+    config = MinimalTransformerConfig(
+        vocab_size=len(tokenizer), d_model=64, encoder_layers=2, decoder_layers=2, num_heads=4, d_ff=256, dropout=0.0
+    )
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=400,
+        per_device_train_batch_size=50,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        adam_beta2=0.98,
+        adam_epsilon=1e-9,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=g2p.tokenize_split(words, tokenizer),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    scores = g2p.evaluate_split(model, tokenizer, words)
+    assert scores == {"per": 0.0, "wer": 0.0, "words": 200}
+
+
+def test_two_process_ddp_run_exits_cleanly_and_saves_a_loadable_model(tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    steps = ["--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--test_num_beams", "1"]
+    result = run([*torchrun, str(SCRIPT), *SMALL_RUN, *steps, "--output_dir", str(out)])
+    assert "terminate called" not in result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["train"]["world_size"] == 2 and results["train"]["global_step"] == 4
+    assert_loadable(out)
