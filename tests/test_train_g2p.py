@@ -64,7 +64,8 @@ def assert_loadable(output_dir: Path) -> tuple:
 
 def test_recipe_json_then_command_line_overrides():
     script = load_script()
-    model_args, g2p_args, args, recipe = script.parse_args(["--max_steps", "7", "--d_model", "64", "--no_use_cpu"])
+    flags = ["--max_steps", "7", "--d_model", "64", "--use_cpu", "false"]
+    model_args, g2p_args, args, recipe = script.parse_args(flags)
     defaults = json.loads((ROOT / "configs" / "g2p-cpu.json").read_text())
     assert args.max_steps == 7 and model_args.d_model == 64 and args.use_cpu is False  # the flags win
     assert args.learning_rate == defaults["learning_rate"] and args.lr_scheduler_type == "inverse_sqrt"
@@ -79,10 +80,10 @@ def test_recipe_json_then_command_line_overrides():
 
 def test_both_recipes_parse_and_unknown_fields_are_named(tmp_path):
     script = load_script()
-    for name in ("g2p-cpu.json", "g2p-gpu.json"):
-        _, _, args, recipe = script.parse_args([str(ROOT / "configs" / name)])
+    for name, flags in (("g2p-cpu.json", []), ("g2p-gpu.json", ["--bf16", "false"])):  # no bf16 GPU here
+        _, _, args, recipe = script.parse_args([str(ROOT / "configs" / name), *flags])
         assert args.lr_scheduler_type == "inverse_sqrt" and args.label_smoothing_factor == 0.1
-        assert recipe == {**json.loads((ROOT / "configs" / name).read_text()), **recipe}
+        assert set(recipe) == set(json.loads((ROOT / "configs" / name).read_text()))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"max_steps": 3, "learning_rat": 0.1}))
     with pytest.raises(SystemExit, match="learning_rat"):
@@ -129,9 +130,9 @@ def test_trainer_overfits_200_words_to_zero_wer(tmp_path):
     model = AutoModelForSeq2SeqLM.from_config(config)
     args = Seq2SeqTrainingArguments(
         output_dir=str(tmp_path),
-        max_steps=400,
+        max_steps=300,  # WER 0 from about step 200
         per_device_train_batch_size=50,
-        learning_rate=1e-3,
+        learning_rate=1.5e-3,
         lr_scheduler_type="constant",
         adam_beta2=0.98,
         adam_epsilon=1e-9,
@@ -148,7 +149,12 @@ def test_trainer_overfits_200_words_to_zero_wer(tmp_path):
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         processing_class=tokenizer,
     )
-    trainer.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is as fast, and far faster when the cores are shared
+    try:
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
     scores = g2p.evaluate_split(model, tokenizer, words)
     assert scores == {"per": 0.0, "wer": 0.0, "words": 200}
 
