@@ -252,6 +252,29 @@ label smoothing 0.1, length-grouped batches, best checkpoint by validation WER):
     ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(Path(output_dir) / "README.md")
 
 
+def check_resume(checkpoint: str, expected: dict) -> None:
+    """Stop before any work if `checkpoint` cannot resume this run exactly: a file Trainer needs is missing (a
+    model-only checkpoint resumes with a fresh optimizer), or it was written with another tokenizer or model size."""
+    needed = ("config.json", "model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth")
+    for name in needed:
+        if not Path(checkpoint, name).is_file():
+            raise SystemExit(
+                f"{checkpoint} cannot resume training: it has no {name} (killed while saving, or saved with "
+                f"--save_only_model true). Resume from an earlier complete checkpoint-N folder."
+            )
+    saved = json.loads(Path(checkpoint, "config.json").read_text())
+    changed = [
+        f"{key}={saved.get(key)!r} there but {value!r} here"
+        for key, value in expected.items()
+        if saved.get(key) != value
+    ]
+    if changed:
+        raise SystemExit(
+            f"{checkpoint} was written by another setup: {'; '.join(changed)}. Resume with the flags that wrote it "
+            f"(vocab_size follows --keep_stress)."
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     model_args, g2p_args, args, recipe = parse_args(sys.argv[1:] if argv is None else argv)
     # The metric reads the words back from the inputs (see compute_metrics_fn).
@@ -261,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(args.seed)
 
     tokenizer = g2p.build_tokenizer(keep_stress=g2p_args.keep_stress)
+    if args.resume_from_checkpoint:
+        check_resume(args.resume_from_checkpoint, {"vocab_size": len(tokenizer), **dataclasses.asdict(model_args)})
     data = g2p.load_cmudict(keep_stress=g2p_args.keep_stress)
     train_words = sample(data["train"], g2p_args.max_train_samples, args.seed)
     eval_words = sample(data["validation"], g2p_args.max_eval_samples, args.seed)

@@ -4,12 +4,15 @@
 model.safetensors or a config.json that does not fit the weights raises instead of leaving random weights behind.
 """
 
+import importlib.util
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,146 @@ def test_remote_code_copy_is_just_as_strict(saved, tmp_path):
     assert lines[1].startswith(f"ValueError {mismatched / 'model.safetensors'} does not fit")
     assert lines[2] == f"OSError Error no file named model.safetensors found in directory {planted}."
     assert not (tmp_path / "ran").exists()
+
+
+# ---------------------------------------------------------------- killed training resumes to the same result
+
+TRAIN_G2P = ROOT / "examples" / "train_g2p.py"
+# A tiny model on 64 words: 40 steps, a checkpoint and an evaluation every 10; dropout on, so that the RNG state
+# must be restored too. Two flags differ from configs/g2p-cpu.json, which cannot resume exactly (docs/reliability.md):
+# save_only_model false (a model-only checkpoint has no optimizer, scheduler or RNG state to resume from) and
+# random sampling (transformers' group_by_length sampler draws the resumed epoch's order from an unrestored RNG).
+TINY_RUN = [
+    *("--max_steps", "40", "--save_steps", "10", "--eval_steps", "10", "--save_total_limit", "10"),
+    *("--save_only_model", "false", "--logging_steps", "1", "--warmup_steps", "4", "--seed", "7"),
+    *("--max_train_samples", "64", "--max_eval_samples", "8", "--max_test_samples", "8", "--test_num_beams", "1"),
+    *("--d_model", "16", "--d_ff", "32", "--encoder_layers", "1", "--decoder_layers", "1", "--num_heads", "2"),
+    *("--dropout", "0.1", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8"),
+    *("--train_sampling_strategy", "random", "--dataloader_num_workers", "0", "--report_to", "none"),
+]
+VOLATILE = ("runtime", "per_second", "seconds", "best_model_checkpoint", "best_checkpoint")
+
+
+def _train_env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    # One thread in every run keeps CPU float results bitwise reproducible.
+    return {
+        **env,
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+
+
+def _train(output_dir: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(TRAIN_G2P), "--output_dir", str(output_dir), *TINY_RUN, *extra]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def _strip(value):
+    """A trainer_state / results.json entry without wall-clock times and the run's own folder names."""
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if not any(word in k for word in VOLATILE)}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "trainer_state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or caught half-written
+        return None
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The output folder of one uninterrupted tiny run (checkpoints 10, 20, 30, 40)."""
+    full = tmp_path_factory.mktemp("g2p") / "full"
+    _train(full, _train_env(full.parent))
+    return full
+
+
+def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights_and_metrics(uninterrupted, tmp_path):
+    env = _train_env(tmp_path)
+    full, killed = uninterrupted, tmp_path / "killed"
+
+    command = [sys.executable, str(TRAIN_G2P), "--output_dir", str(killed), *TINY_RUN]
+    log = (tmp_path / "killed.log").open("w")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    checkpoint = killed / "checkpoint-10"
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        state = _state(checkpoint)
+        if state is not None and state["global_step"] == 10:  # trainer_state.json is the checkpoint's last file
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait(timeout=60)
+    log.close()
+    assert process.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    assert not (killed / "results.json").exists()  # killed mid-run, not after it
+    before_resume = load_file(checkpoint / "model.safetensors")
+
+    _train(killed, env, "--resume_from_checkpoint", str(checkpoint))
+
+    # The checkpoint it resumed from is what the uninterrupted run saved at step 10 ...
+    at_10 = load_file(full / "checkpoint-10" / "model.safetensors")
+    assert all(torch.equal(at_10[k], before_resume[k]) for k in at_10)
+    # ... and every later checkpoint, and the final (best) model, are bit for bit the uninterrupted run's.
+    for name in ("checkpoint-20", "checkpoint-30", "checkpoint-40", "."):
+        expected, got = load_file(full / name / "model.safetensors"), load_file(killed / name / "model.safetensors")
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k]) for k in expected), name
+    # Same per-step losses, gradient norms, learning rates and evaluations, and the same test scores.
+    full_state, resumed_state = _state(full / "checkpoint-40"), _state(killed / "checkpoint-40")
+    assert _strip(resumed_state["log_history"]) == _strip(full_state["log_history"])
+    assert resumed_state["best_metric"] == full_state["best_metric"]
+    full_results = json.loads((full / "results.json").read_text())
+    resumed_results = json.loads((killed / "results.json").read_text())
+    assert _strip(resumed_results["test"]) == _strip(full_results["test"])
+    assert resumed_results["examples"] == full_results["examples"]
+    # Trainer's summary train_loss averages only the steps trained since the resume (its documented
+    # num_steps_trained), so that one number differs; the per-step losses compared above do not.
+    full_train, resumed_train = _strip(full_results["train"]), _strip(resumed_results["train"])
+    losses = [entry["loss"] for entry in full_state["log_history"] if "loss" in entry]
+    assert full_train.pop("training_loss") == pytest.approx(sum(losses) / 40, rel=1e-6)
+    assert resumed_train.pop("training_loss") == pytest.approx(sum(losses[10:]) / 30, rel=1e-6)
+    assert resumed_train == full_train
+
+
+def _train_main(*argv: str) -> None:
+    """examples/train_g2p.py's main() in this process: fast, for runs that must stop before any training."""
+    spec = importlib.util.spec_from_file_location("train_g2p", TRAIN_G2P)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(list(argv))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--keep_stress", "true"], r"vocab_size=72 there but 102 here"),  # the tokenizer with stress has 30 more
+        (["--d_model", "32"], r"d_model=16 there but 32 here"),
+        (["--decoder_layers", "2", "--num_heads", "4"], r"decoder_layers=1 there but 2 here; num_heads=2 there but 4"),
+    ],
+)
+def test_resuming_with_another_tokenizer_or_model_size_stops_before_training(uninterrupted, tmp_path, flags, message):
+    checkpoint = uninterrupted / "checkpoint-10"
+    before = {f.name: f.stat().st_mtime_ns for f in uninterrupted.rglob("*")}
+    with pytest.raises(SystemExit, match=rf"^{checkpoint} was written by another setup: {message}.*Resume with the "):
+        _train_main("--output_dir", str(uninterrupted), *TINY_RUN, *flags, "--resume_from_checkpoint", str(checkpoint))
+    assert {f.name: f.stat().st_mtime_ns for f in uninterrupted.rglob("*")} == before  # nothing written
+
+
+@pytest.mark.parametrize("lost", ["optimizer.pt", "rng_state.pth", "trainer_state.json", "config.json"])
+def test_resuming_from_an_incomplete_checkpoint_names_the_missing_file(uninterrupted, tmp_path, lost):
+    checkpoint = _copy(uninterrupted / "checkpoint-10", tmp_path / "checkpoint-10")
+    (checkpoint / lost).unlink()
+    with pytest.raises(SystemExit, match=rf"^{checkpoint} cannot resume training: it has no {lost}"):
+        _train_main("--output_dir", str(tmp_path), *TINY_RUN, "--resume_from_checkpoint", str(checkpoint))

@@ -105,3 +105,42 @@ def test_padding_never_changes_the_outputs_of_real_tokens(model, rows, extra_pad
         torch.testing.assert_close(
             batched.encoder_last_hidden_state[row, :n], alone.encoder_last_hidden_state[0], rtol=0, atol=1e-10
         )
+
+
+# ---------------------------------------------------------------- the G2P tokenizer round-trips over its vocabulary
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["39 phones", "69 phones with stress"])
+def tokenizer(request):
+    from hf_minimal import g2p
+
+    return g2p.build_tokenizer(keep_stress=request.param)
+
+
+def _pieces(tokenizer) -> list[str]:
+    return sorted(token for token in tokenizer.get_vocab() if token not in tokenizer.all_special_tokens)
+
+
+@FEW
+@given(data=st.data())
+def test_any_sequence_of_vocabulary_tokens_round_trips(tokenizer, data):
+    tokens = data.draw(st.lists(st.sampled_from(_pieces(tokenizer)), max_size=30))
+    vocab = tokenizer.get_vocab()
+    ids = tokenizer(" ".join(tokens))["input_ids"]
+    assert ids == [vocab[t] for t in tokens] + [tokenizer.eos_token_id]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == " ".join(tokens)
+    assert tokenizer.convert_ids_to_tokens(ids) == [*tokens, tokenizer.eos_token]
+
+
+@FEW
+@given(word=st.text(alphabet="abcdefghijklmnopqrstuvwxyz'-.", min_size=1, max_size=40))
+def test_spelled_words_round_trip_and_ignore_case(tokenizer, word):
+    from hf_minimal import g2p
+
+    ids = tokenizer(word)["input_ids"]
+    assert len(ids) == len(word) + 1 and ids[-1] == tokenizer.eos_token_id and tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "") == word
+    phones = set(g2p.phone_inventory(keep_stress=False))
+    if word.upper().rstrip("012") not in phones:  # a word that is itself a phone symbol reads as that phone
+        assert tokenizer(word.upper())["input_ids"] == ids
+        assert tokenizer(word.title())["input_ids"] == ids
