@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Score a trained G2P model folder on a CMUdict split; prints PER/WER (percent) as JSON.
 
-    python examples/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
+Usage: python examples/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
 
 The stress setting is read from the tokenizer (a vocabulary with "AH0" keeps stress), so the references match.
 """
@@ -10,9 +10,6 @@ import argparse
 import json
 import sys
 import time
-
-import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_minimal import g2p
 
@@ -28,15 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_beams < 1 or args.batch_size < 1:
         parser.error("--num_beams and --batch_size must be at least 1")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-        model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+        model, tokenizer = g2p.load_model(args.model_dir)
     except (OSError, ValueError) as error:
-        print(
-            f"Cannot load a model from {args.model_dir!r}: {error}\nTrain one with examples/train_g2p.py.",
-            file=sys.stderr,
-        )
+        print(f"Cannot load a model from {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
     dataset = g2p.load_cmudict(keep_stress=g2p.keeps_stress(tokenizer))[args.split]
     if args.max_samples is not None:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_samples, len(dataset))))

@@ -1,14 +1,11 @@
 #!/usr/bin/env python
 """Pronounce words with a trained G2P model folder: one line per word, ARPAbet phones space-separated.
 
-python examples/predict_g2p.py outputs/g2p-cpu hello transformer huggingface [--num_beams 5]
+Usage: python examples/predict_g2p.py outputs/g2p-cpu hello transformer huggingface [--num_beams 5]
 """
 
 import argparse
 import sys
-
-import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_minimal import g2p
 
@@ -34,15 +31,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-        model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+        model, tokenizer = g2p.load_model(args.model_dir)
     except (OSError, ValueError) as error:
-        print(
-            f"Cannot load a model from {args.model_dir!r}: {error}\nTrain one with examples/train_g2p.py.",
-            file=sys.stderr,
-        )
+        print(f"Cannot load a model from {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
     width = max(len(word) for word in words)
     for word, phones in zip(words, g2p.transcribe(model, tokenizer, words, num_beams=args.num_beams), strict=True):
         print(f"{word:<{width}}  {phones}")

@@ -25,7 +25,6 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import (
     AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
     HfArgumentParser,
     Seq2SeqTrainer,
@@ -146,8 +145,7 @@ def compute_metrics_fn(tokenizer, references: dict[str, list[str]]):
 
 def score_saved_model(output_dir: str, data, g2p_args: G2PArguments, batch_size: int) -> dict:
     """Reload the saved folder through the Auto classes and score the test split."""
-    tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = g2p.load_model(output_dir)
     test = sample(data["test"], g2p_args.max_test_samples, seed=0)
     scores = {}
     for beams in g2p_args.test_num_beams:
@@ -235,12 +233,14 @@ Trained for {results["train"]["global_step"]} steps in {results["train"]["second
 ```python
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("{output_dir}")
-model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir}", trust_remote_code=True)  # or `import hf_minimal`
+# The model's code ships in this folder; `import hf_minimal` instead of trust_remote_code works too.
+tokenizer = AutoTokenizer.from_pretrained("{output_dir}", trust_remote_code=True)
+model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir}", trust_remote_code=True)
 batch = tokenizer(["hello", "transformer"], return_tensors="pt", padding=True)
-print(tokenizer.batch_decode(model.generate(**batch, num_beams=5, max_new_tokens=40), skip_special_tokens=True))
+print(tokenizer.batch_decode(model.generate(**batch, num_beams=5), skip_special_tokens=True))
 ```
-Words are lower-cased by the tokenizer; characters outside a–z ' - . read as `<unk>`.
+The tokenizer lower-cases words and spells them into letters; characters outside a–z ' - . read as `<unk>`.
+Outputs are ARPAbet phones {"with" if results["keep_stress"] else "without"} stress digits.
 
 ## Training recipe
 `examples/train_g2p.py` (Seq2SeqTrainer, Adam β = (0.9, 0.98), ε = 1e-9, warm-up then inverse square root,

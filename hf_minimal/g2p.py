@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
 
 # The ids are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; then unk.
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -176,6 +177,17 @@ def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> d
     return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
 
 
+def load_model(model_dir: str, device: str | None = None) -> tuple:
+    """(model, tokenizer) through the Auto classes from a folder written by examples/train_g2p.py, or a Hub id;
+    on `device` (default: CUDA when available), in eval mode."""
+    looks_like_a_path = model_dir.startswith(("/", ".", "~")) or model_dir.count("/") > 1  # a Hub id is "user/name"
+    if looks_like_a_path and not Path(model_dir).expanduser().exists():
+        raise FileNotFoundError(f"No model folder at {model_dir}: train one with examples/train_g2p.py (--output_dir).")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval(), tokenizer
+
+
 @torch.no_grad()
 def transcribe(
     model, tokenizer: PreTrainedTokenizerFast, words: Sequence[str], num_beams: int = 1, batch_size: int = 256
@@ -210,6 +222,7 @@ __all__ = [
     "evaluate_split",
     "keeps_stress",
     "load_cmudict",
+    "load_model",
     "per_wer",
     "phone_inventory",
     "split_of",

