@@ -88,7 +88,7 @@ def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> P
     Characters outside the vocabulary become <unk>. Saved as tokenizer.json, it loads with `AutoTokenizer`.
     """
     vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *GRAPHEMES, *phone_inventory(keep_stress)))}
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token=SPECIAL_TOKENS[3]))
     phones = "|".join(sorted(phone_inventory(False), key=len, reverse=True))
     tokenizer.normalizer = normalizers.Sequence(
         [
@@ -107,16 +107,16 @@ def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> P
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[A-Z]+[0-9]?|\S"), behavior="isolated")]
     )
-    eos = SPECIAL_TOKENS[2]
+    pad, bos, eos, unk = SPECIAL_TOKENS
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, vocab[eos])]
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
+        pad_token=pad,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=unk,
         model_max_length=model_max_length,
     )
 
