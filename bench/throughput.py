@@ -55,6 +55,7 @@ class Size:
     gen_batch: int
     gen_tokens: int  # tokens generated per word by greedy and beam search (EOS suppressed until then)
     reps: int  # default number of interleaved repetitions
+    cache_row: bool = True  # measure the KV-cache speed-up (30 uncached tokens: slow for big models)
     max_positions: int = 64
 
 
@@ -63,7 +64,19 @@ SIZES = {
     "g2p": Size("g2p", 75, 128, 3, 4, 512, (8, 12), (7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=9),
     # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
     "base": Size(
-        "base", 37000, 512, 6, 8, 2048, (10, 14), (10, 14), train_batch=16, gen_batch=8, gen_tokens=12, reps=5
+        "base",
+        37000,
+        512,
+        6,
+        8,
+        2048,
+        (10, 14),
+        (10, 14),
+        train_batch=8,
+        gen_batch=4,
+        gen_tokens=8,
+        reps=5,
+        cache_row=False,
     ),
 }
 CACHE_TOKENS = 30  # the KV-cache target: greedy decoding of 30 tokens, cached vs use_cache=False
@@ -264,9 +277,12 @@ def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list
     run = dict(timer=timer, reps=reps, warmup=args.warmup, min_sample_s=args.min_sample_s)
     rows, seconds = [], {}
 
+    started = time.perf_counter()
+
     def report(row: Row) -> None:
         rows.append(row)
-        print(f"  {row.metric}: ours {row.ours:,.1f} {row.unit}, ratio {row.ratio:.2f}", flush=True)
+        print(f"  {row.metric}: ours {row.ours:,.1f} {row.unit}, ratio {row.ratio:.2f} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
 
     for attn in ("eager", "sdpa"):
         for m in models.values():
@@ -293,6 +309,8 @@ def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list
         note = f"batch {size.gen_batch}, {size.gen_tokens} tokens each"
         report(rate_row(size.name, f"generate {label}", "words/s", samples, size.gen_batch, 1.1, note))
 
+    if not size.cache_row and not args.cache_row:
+        return rows, counts
     fns = {
         "ours": generate_fn(models["ours"], gen, device, dtype, CACHE_TOKENS, 1),
         "uncached": generate_fn(models["ours"], gen, device, dtype, CACHE_TOKENS, 1, use_cache=False),
@@ -336,7 +354,7 @@ def memory_child(which: str, size_name: str, dtype: str) -> None:
             model.train()
             fn = train_step_fn(model, make_batch(size, size.train_batch, seed=1, device="cpu"), "cpu", dtype)
         reset_peak_rss()
-        for _ in range(3):
+        for _ in range(1 if phase == "generate" else 2):  # Adam allocates its state in the first step
             fn()
         result[phase] = rss_mib("VmHWM") - baseline
     print(json.dumps(result))
@@ -360,7 +378,7 @@ def peak_memory(size: Size, args: argparse.Namespace) -> dict[str, dict[str, flo
                     fn = train_step_fn(model, batch, args.device, args.dtype)
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-                for _ in range(3):
+                for _ in range(1 if phase == "generate" else 2):
                     fn()
                 torch.cuda.synchronize()
                 result[which][phase] = torch.cuda.max_memory_allocated() / 2**20
@@ -403,6 +421,7 @@ def main() -> None:
     parser.add_argument("--min-sample-s", type=float, default=0.2, help="a timed sample repeats calls to last this")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as the machine is)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--cache-row", action="store_true", help="KV-cache speed-up for base too (slow)")
     parser.add_argument("--quick", action="store_true", help="smoke run: G2P size, 3 repetitions, 1 warm-up call")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
@@ -450,7 +469,7 @@ def main() -> None:
             kind = "peak RSS above imports" if args.device == "cpu" else "max_memory_allocated"
             for phase in ("train", "generate"):
                 ours, marian = memory["ours"][phase], memory["marian"][phase]
-                note = f"{kind}, model included" + ("; 3 steps" if phase == "train" else "; beam 5")
+                note = f"{kind}, model included" + ("; 2 steps" if phase == "train" else "; beam 5")
                 rows.append(Row(name, f"peak memory, {phase}", "MiB", ours, marian, ours / marian, None, note))
         results["sizes"][name] = {"size": asdict(SIZES[name]), "parameters": counts, "memory_mib": memory}
     env["load_average_at_end"] = os.getloadavg()[0]
