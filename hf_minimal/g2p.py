@@ -181,9 +181,17 @@ def load_model(model_dir: str, device: str | None = None) -> tuple:
     """(model, tokenizer) through the Auto classes from a folder written by examples/train_g2p.py, or a Hub id;
     on `device` (default: CUDA when available), in eval mode."""
     looks_like_a_path = model_dir.startswith(("/", ".", "~")) or model_dir.count("/") > 1  # a Hub id is "user/name"
-    if looks_like_a_path and not Path(model_dir).expanduser().exists():
+    folder = Path(model_dir).expanduser()
+    if looks_like_a_path and not folder.exists():
         raise FileNotFoundError(f"No model folder at {model_dir}: train one with examples/train_g2p.py (--output_dir).")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # Without these, transformers' errors name neither file (or the tokenizer loads without its special tokens).
+    for name in ("tokenizer.json", "tokenizer_config.json") if folder.is_dir() else ():
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: copy the whole folder examples/train_g2p.py wrote.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except ValueError as error:  # a damaged tokenizer.json gives json's JSONDecodeError, a ValueError
+        raise ValueError(f"{folder / 'tokenizer.json'} cannot be read ({error}): copy it again.") from error
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval(), tokenizer
 

@@ -4,7 +4,11 @@ Config validation of single fields is in tests/test_auto.py; this file adds what
 inputs (token ids, empty batches and sequences, fully padded rows, long inputs, float16/bfloat16).
 """
 
+import importlib.util
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -335,3 +339,125 @@ def test_mask_fill_is_the_dtype_minimum_and_large_scores_do_not_overflow(dtype):
         )
     )
     assert tokens.shape[0] == 2
+
+
+# ---------------------------------------------------------------- G2P command line: odd words never crash it
+
+ROOT = Path(__file__).resolve().parent.parent
+PREDICT = ROOT / "examples" / "predict_g2p.py"
+ODD_WORDS = ["hello", "HELLO", "Hello", "abc123", "don't", "well-known", "a.b.", "café", "naïve", "日本", "!!!", "😀"]
+
+
+@pytest.fixture(scope="module")
+def g2p_dir(tmp_path_factory) -> Path:
+    """A G2P model folder as train_g2p.py writes it (config, weights, tokenizer), with a tiny untrained model."""
+    from hf_minimal import g2p
+
+    tokenizer = g2p.build_tokenizer()
+    config = MinimalTransformerConfig(
+        vocab_size=len(tokenizer), d_model=16, num_heads=2, d_ff=32, encoder_layers=1, decoder_layers=1, dropout=0.0
+    )
+    path = tmp_path_factory.mktemp("g2p") / "model"
+    torch.manual_seed(0)
+    MinimalTransformerForConditionalGeneration(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _predict(capsys, *argv: str) -> tuple[int, list[str], str]:
+    """examples/predict_g2p.py's main() in this process: (exit code, stdout lines, stderr)."""
+    spec = importlib.util.spec_from_file_location("predict_g2p", PREDICT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        code = module.main(list(argv))
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def test_predict_gives_one_line_per_odd_word_and_notes_unknown_characters(g2p_dir, capsys):
+    from hf_minimal import g2p
+
+    code, lines, err = _predict(capsys, str(g2p_dir), *ODD_WORDS, "SH", "sh", "two words", "--num_beams", "2")
+    assert code == 0, err
+    words = [w.lower() for w in ODD_WORDS] + ["sh", "sh", "two", "words"]
+    assert [line.split()[0] for line in lines] == words
+    phones = {line.split()[0]: line.split()[1:] for line in lines}
+    vocabulary = set(g2p.GRAPHEMES) | set(g2p.phone_inventory())
+    assert all(set(p) <= vocabulary for p in phones.values())
+    assert lines[0] == lines[1] == lines[2]  # hello, HELLO, Hello: one input after lower-casing
+    assert lines[-4] == lines[-3]  # "SH" is lower-cased too, so it is spelled, not read as the phone SH
+    for word, odd in (
+        ("abc123", "1 2 3"),
+        ("café", "é"),
+        ("naïve", "ï"),
+        ("日本", "日 本"),
+        ("!!!", "!"),
+        ("😀", "😀"),
+    ):
+        assert f"note: {word!r} has characters outside a-z ' - . ({odd}); they read as <unk>." in err
+    assert "hello" not in err and "don't" not in err and "well-known" not in err and "a.b." not in err
+
+
+@pytest.mark.parametrize("argv", [[""], ["   "], ["\t", ""]])
+def test_predict_without_words_says_so(g2p_dir, capsys, argv):
+    code, lines, err = _predict(capsys, str(g2p_dir), *argv)
+    assert (code, lines) == (2, [])
+    assert "No words given: pass one or more words" in err
+
+
+def test_predict_skips_empty_arguments_beside_words_and_handles_a_very_long_word(g2p_dir, capsys):
+    long_word = "abcdefghij" * 20  # 200 letters, past the tokenizer's model_max_length of 128
+    code, lines, err = _predict(capsys, str(g2p_dir), "", "x", long_word, "--num_beams", "1")
+    assert code == 0, err
+    assert [line.split()[0] for line in lines] == ["x", long_word]
+
+
+def test_predict_rejects_zero_beams(g2p_dir, capsys):
+    code, lines, err = _predict(capsys, str(g2p_dir), "hello", "--num_beams", "0")
+    assert (code, lines) == (2, []) and "--num_beams must be at least 1" in err
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "no folder",
+        "truncated model.safetensors",
+        "no config.json",
+        "no tokenizer.json",
+        "truncated tokenizer.json",
+        "no tokenizer_config.json",
+    ],
+)
+def test_predict_on_a_damaged_folder_names_the_problem_without_a_traceback(g2p_dir, tmp_path, capsys, damage):
+    path = tmp_path / "model"
+    if damage != "no folder":
+        path.mkdir()
+        for f in g2p_dir.iterdir():
+            (path / f.name).write_bytes(f.read_bytes())
+    if damage == "truncated model.safetensors":
+        (path / "model.safetensors").write_bytes((g2p_dir / "model.safetensors").read_bytes()[:1000])
+    elif damage == "truncated tokenizer.json":
+        (path / "tokenizer.json").write_text((g2p_dir / "tokenizer.json").read_text()[:100])
+    elif damage != "no folder":
+        (path / damage[3:]).unlink()
+    code, lines, err = _predict(capsys, str(path), "hello", "world")  # two words: padding needs the pad token
+    assert (code, lines) == (1, [])
+    assert err.startswith(f"Cannot load a model from {str(path)!r}: ") and "Traceback" not in err
+    named = {"no folder": str(path), "truncated model.safetensors": f"{path}/model.safetensors is damaged"}
+    assert named.get(damage, damage.split()[-1]) in err
+
+
+def test_predict_command_line_with_unicode_and_empty_arguments(g2p_dir):
+    result = subprocess.run(
+        [sys.executable, str(PREDICT), str(g2p_dir), "Ünïcödé", "", "ok", "--num_beams", "1"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["ünïcödé", "ok"]
