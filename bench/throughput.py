@@ -59,26 +59,16 @@ class Size:
     max_positions: int = 64
 
 
+# fmt: off
 SIZES = {
     # The G2P default (configs/g2p-cpu.json): ~75 graphemes + phones, words of 8-12 letters, 7-10 phones.
-    "g2p": Size("g2p", 75, 128, 3, 4, 512, (8, 12), (7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=9),
+    "g2p": Size("g2p", vocab_size=75, d_model=128, layers=3, heads=4, d_ff=512, src_len=(8, 12), tgt_len=(7, 10),
+                train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
     # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
-    "base": Size(
-        "base",
-        37000,
-        512,
-        6,
-        8,
-        2048,
-        (10, 14),
-        (10, 14),
-        train_batch=8,
-        gen_batch=4,
-        gen_tokens=8,
-        reps=5,
-        cache_row=False,
-    ),
+    "base": Size("base", vocab_size=37000, d_model=512, layers=6, heads=8, d_ff=2048, src_len=(10, 14),
+                 tgt_len=(10, 14), train_batch=8, gen_batch=4, gen_tokens=8, reps=7, cache_row=False),
 }
+# fmt: on
 CACHE_TOKENS = 30  # the KV-cache target: greedy decoding of 30 tokens, cached vs use_cache=False
 
 
@@ -275,7 +265,7 @@ def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list
     gen = make_batch(size, size.gen_batch, seed=2, device=device)
     reps = args.reps or (3 if args.quick else size.reps)
     run = dict(timer=timer, reps=reps, warmup=args.warmup, min_sample_s=args.min_sample_s)
-    rows, seconds = [], {}
+    rows = []
 
     started = time.perf_counter()
 
@@ -290,12 +280,18 @@ def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list
             m.train()
         fns = {name: train_step_fn(m, train, device, dtype) for name, m in models.items()}
         samples = interleaved(fns, **run)
-        seconds[attn] = samples["ours"]
         note = f"batch {size.train_batch}, fwd+bwd+Adam"
         report(rate_row(size.name, f"train step ({attn})", "tok/s", samples, train["tokens"], 1.1, note))
-    # Not interleaved with each other, so a ratio of medians: a check that sdpa is not slower, not a race.
-    speedup = statistics.median(seconds["eager"]) / statistics.median(seconds["sdpa"])
-    rows.append(Row(size.name, "ours train: sdpa vs eager", "x", speedup, None, speedup, 1.0, "eager time / sdpa time"))
+
+    # Ours against itself: a second copy with eager attention, interleaved with the sdpa one.
+    eager_copy = build("ours", size).to(device).train()
+    eager_copy.set_attn_implementation("eager")
+    fns = {"ours": train_step_fn(models["ours"], train, device, dtype)}
+    fns["eager"] = train_step_fn(eager_copy, train, device, dtype)
+    samples = interleaved(fns, **run)
+    note = "ours, attn_implementation sdpa vs eager"
+    report(rate_row(size.name, "train step: sdpa vs eager", "tok/s", samples, train["tokens"], 1.0, note, ref="eager"))
+    del eager_copy, fns
 
     for m in models.values():
         m.set_attn_implementation("sdpa")
@@ -321,6 +317,49 @@ def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list
     report(rate_row(size.name, "ours greedy: cache vs none", "words/s", samples, size.gen_batch, 3.0, note,
                     ref="uncached"))  # fmt: skip
     return rows, counts
+
+
+# ---- profile ---------------------------------------------------------------------------------------------------
+
+
+def profile_ops(size: Size, what: str, args: argparse.Namespace, calls: int = 5, top: int = 20) -> None:
+    """torch.profiler's self time per op, per call of `what`, for both models side by side (after 3 warm-ups)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+    train = make_batch(size, size.train_batch, seed=1, device=args.device)
+    gen = make_batch(size, size.gen_batch, seed=2, device=args.device)
+    table = {}
+    for name in MODELS:
+        model = build(name, size).to(args.device)
+        model.train(what == "train")
+        if what == "train":
+            fn = train_step_fn(model, train, args.device, args.dtype)
+        elif what == "forward":
+            fn = forward_fn(model, train, args.device, args.dtype)
+        else:
+            fn = generate_fn(model, gen, args.device, args.dtype, size.gen_tokens, 5 if what == "beam" else 1)
+        for _ in range(3):
+            fn()
+        with profile(activities=activities) as prof:
+            for _ in range(calls):
+                fn()
+        cuda = args.device.startswith("cuda")
+        table[name] = {
+            e.key: (e.count / calls, e.self_device_time_total if cuda else e.self_cpu_time_total)
+            for e in prof.key_averages()
+        }
+    total = {name: sum(t for _, t in ops.values()) / calls / 1e3 for name, ops in table.items()}
+    keys = sorted(
+        set(table["ours"]) | set(table["marian"]), key=lambda k: -max(table[m].get(k, (0, 0))[1] for m in MODELS)
+    )
+    print(f"\n[{size.name}] {what}: self time per call, ms (op count in brackets); total ours {total['ours']:.1f} ms, "
+          f"Marian {total['marian']:.1f} ms")  # fmt: skip
+    for key in keys[:top]:
+        cells = [
+            f"{table[m].get(key, (0, 0))[1] / calls / 1e3:8.2f} ({table[m].get(key, (0, 0))[0]:4.0f})" for m in MODELS
+        ]
+        print(f"  {key[:48]:<48} ours {cells[0]}   Marian {cells[1]}")
 
 
 # ---- peak memory -----------------------------------------------------------------------------------------------
@@ -416,7 +455,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="comma-separated: g2p,base (default both; g2p with --quick)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = bfloat16 autocast")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per figure (default 9 g2p, 5 base)")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per figure (default 15 g2p, 7 base)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model before timing")
     parser.add_argument("--min-sample-s", type=float, default=0.2, help="a timed sample repeats calls to last this")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as the machine is)")
@@ -424,6 +463,9 @@ def main() -> None:
     parser.add_argument("--cache-row", action="store_true", help="KV-cache speed-up for base too (slow)")
     parser.add_argument("--quick", action="store_true", help="smoke run: G2P size, 3 repetitions, 1 warm-up call")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument(
+        "--profile", choices=["train", "forward", "greedy", "beam"], help="print op profiles, no timing"
+    )
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
@@ -438,10 +480,14 @@ def main() -> None:
         args.warmup = min(args.warmup, 1)
         args.min_sample_s = min(args.min_sample_s, 0.05)
     args.warmup = max(args.warmup, 1)
-    sizes = (args.sizes or ("g2p" if args.quick else "g2p,base")).split(",")
+    sizes = (args.sizes or ("g2p" if args.quick or args.profile else "g2p,base")).split(",")
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
+    if args.profile:
+        for name in sizes:
+            profile_ops(SIZES[name], args.profile, args)
+        return
 
     env = {
         "command": " ".join(["python", *sys.argv]),
