@@ -393,7 +393,7 @@ def memory_child(which: str, size_name: str, dtype: str) -> None:
             model.train()
             fn = train_step_fn(model, make_batch(size, size.train_batch, seed=1, device="cpu"), "cpu", dtype)
         reset_peak_rss()
-        for _ in range(1 if phase == "generate" else 2):  # Adam allocates its state in the first step
+        for _ in range(1 if phase == "generate" else 3):  # Adam allocates its state in the first step
             fn()
         result[phase] = rss_mib("VmHWM") - baseline
     print(json.dumps(result))
@@ -417,7 +417,7 @@ def peak_memory(size: Size, args: argparse.Namespace) -> dict[str, dict[str, flo
                     fn = train_step_fn(model, batch, args.device, args.dtype)
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-                for _ in range(1 if phase == "generate" else 2):
+                for _ in range(1 if phase == "generate" else 3):
                     fn()
                 torch.cuda.synchronize()
                 result[which][phase] = torch.cuda.max_memory_allocated() / 2**20
@@ -515,7 +515,7 @@ def main() -> None:
             kind = "peak RSS above imports" if args.device == "cpu" else "max_memory_allocated"
             for phase in ("train", "generate"):
                 ours, marian = memory["ours"][phase], memory["marian"][phase]
-                note = f"{kind}, model included" + ("; 2 steps" if phase == "train" else "; beam 5")
+                note = f"{kind}, model included" + ("; 3 steps" if phase == "train" else "; beam 5")
                 rows.append(Row(name, f"peak memory, {phase}", "MiB", ours, marian, ours / marian, None, note))
         results["sizes"][name] = {"size": asdict(SIZES[name]), "parameters": counts, "memory_mib": memory}
     env["load_average_at_end"] = os.getloadavg()[0]
