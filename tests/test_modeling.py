@@ -187,9 +187,12 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.manual_seed(4)
         model = MinimalTransformerForConditionalGeneration(tiny_config()).train()
         if checkpointing:
-            # transformers 5.24 renamed the method; older 5.x releases only have the first name
-            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers 5.24 renamed the method (and its kwargs argument); older 5.x releases have the old name
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert all(layer.gradient_checkpointing for layer in model.model.decoder.layers)
         loss = model(input_ids=torch.tensor([[5, 6, 7, 2]]), labels=torch.tensor([[8, 9, 2]])).loss
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
