@@ -502,7 +502,7 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
         """Both sides' token embeddings from one lookup in the shared matrix (Section 3.4), unscaled.
 
         The same values as one lookup per stack, but backward then builds one dense (vocab_size, d_model) gradient
-        for the matrix instead of two: for the base model's 37000 x 512 matrix that saves ~5% of a CPU training step.
+        for the matrix instead of two: for the base model's 37000 x 512 matrix that saves 2-5% of a CPU training step.
         """
         check_token_ids(input_ids, self.shared.num_embeddings, self.encoder.input_name)
         check_token_ids(decoder_input_ids, self.shared.num_embeddings, self.decoder.input_name)
