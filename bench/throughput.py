@@ -8,8 +8,12 @@ of a shared machine.
 
     python bench/throughput.py                      # G2P size and the paper's base model, CPU, float32
     python bench/throughput.py --quick              # smoke run: G2P size only, few repetitions
+    python bench/throughput.py --threads 1          # steadier when other jobs share the cores
     python bench/throughput.py --json bench.json    # also write every number as JSON
+    python bench/throughput.py --profile train      # torch.profiler op tables of both models, no timing
     python bench/throughput.py --device cuda --dtype bf16   # GPU with bfloat16 autocast (not measured by us)
+
+Results and how to read them: docs/performance.md.
 
 Peak memory on CPU is the peak RSS of a fresh child process per model (RSS is per process, so two models in one
 process cannot be told apart); on CUDA it is torch.cuda.max_memory_allocated, reset before each model.
