@@ -508,6 +508,9 @@ def main() -> None:
     print(f"device {env['device']}, dtype {args.dtype}, torch threads {env['torch_threads']} of {env['cpu_count']} "
           f"CPUs, load average {env['load_average_at_start']:.1f}; torch {torch.__version__}, transformers "
           f"{transformers.__version__}", flush=True)  # fmt: skip
+    if args.device == "cpu" and env["torch_threads"] > 1 and env["load_average_at_start"] > 0.5:
+        print("note: other jobs are using the CPUs; with several threads every OpenMP region waits for its busiest "
+              "thread, so expect outliers (OMP_WAIT_POLICY=PASSIVE or --threads 1 steadies the numbers)")  # fmt: skip
     timer = Timer(args.device)
     started = time.perf_counter()
     rows, results = [], {"environment": env, "sizes": {}}
