@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import (
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
@@ -34,6 +34,8 @@ from transformers import (
 )
 
 from hf_minimal import MinimalTransformerConfig, g2p
+
+PICKLE_SUFFIXES = ("bin", "pt", "pth", "pkl", "pickle", "ckpt", "joblib")
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "g2p-cpu.json"
 # Not in CMUdict (first five) and in it, shown after training.
@@ -318,6 +320,11 @@ def main(argv: list[str] | None = None) -> None:
         compute_metrics=compute_metrics_fn(tokenizer, references),
         callbacks=[TimeBudget(g2p_args.max_train_minutes)] if g2p_args.max_train_minutes else None,
     )
+    if args.push_to_hub and trainer.is_world_process_zero():
+        # Trainer writes its arguments as a pickle (training_args.bin) into the folder it uploads; the Hub applies
+        # this .gitignore to every upload, so nothing pickled is published.
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        Path(args.output_dir, ".gitignore").write_text("".join(f"*.{ext}\n" for ext in PICKLE_SUFFIXES))
     print(f"{model.num_parameters():,} parameters; {len(train_dataset):,} training pairs; {hardware()}")
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -344,6 +351,16 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.output_dir, "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_model_card(args.output_dir, results)
         print(f"Saved model, tokenizer, results.json and README.md in {args.output_dir}")
+        if args.push_to_hub:
+            # save_model() pushed the weights before the test scores existed: add our card and results.json.
+            commit = HfApi(token=args.hub_token).upload_folder(
+                repo_id=trainer.hub_model_id,
+                folder_path=args.output_dir,
+                allow_patterns=["README.md", "results.json"],
+                revision=args.hub_revision,
+                commit_message="Model card and test results",
+            )
+            print(f"Pushed to {commit.commit_url}")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # the other ranks wait for rank 0's test scores
         # Without this every rank aborts at exit ("terminate called without an active exception").

@@ -537,3 +537,23 @@ def test_server_speaks_the_hub_protocol(tmp_path, monkeypatch):
 if __name__ == "__main__":
     steps = {"push": step_push, "train": step_train, "load": step_load}
     steps[sys.argv[1]](*sys.argv[2:])
+
+
+def test_train_g2p_push_to_hub_publishes_the_card_and_results_and_no_pickles(hub, hub_env, tmp_path):
+    """`examples/train_g2p.py --push_to_hub`: the model, tokenizer, our model card and results.json, nothing pickled."""
+    root = Path(__file__).resolve().parent.parent
+    tiny = ["--d_model", "32", "--d_ff", "64", "--num_heads", "2", "--encoder_layers", "1", "--decoder_layers", "1"]
+    small = ["--max_train_samples", "64", "--max_eval_samples", "16", "--max_test_samples", "16", "--max_steps", "10"]
+    steps = ["--eval_steps", "5", "--save_steps", "5", "--test_num_beams", "1", "--disable_tqdm", "true"]
+    hub_flags = ["--push_to_hub", "true", "--hub_model_id", "me/g2p-script", "--output_dir", str(tmp_path / "out")]
+    command = [sys.executable, str(root / "examples" / "train_g2p.py"), *tiny, *small, *steps, *hub_flags]
+    result = subprocess.run(command, cwd=tmp_path, env=hub_env("script"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    files = hub.file_list("me/g2p-script")
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "results.json"} <= files
+    assert {"configuration_minimal_transformer.py", "modeling_minimal_transformer.py"} <= files
+    assert not [p for p in files if p.endswith(PICKLE_SUFFIXES)]
+    card = hub.read("me/g2p-script", "README.md").decode()
+    assert "CMUdict grapheme-to-phoneme" in card and "SHA-256" in card  # our card, not Trainer's generic one
+    assert json.loads(hub.read("me/g2p-script", "results.json"))["train"]["global_step"] == 10
+    assert hub.server_errors == []
