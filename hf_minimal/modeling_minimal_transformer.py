@@ -604,8 +604,9 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         # The tied copies are never saved; naming them lets Trainer re-tie them when it reloads the best
         # checkpoint, instead of warning that they are "missing".
-        aliases = ["model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight"]
-        self._keys_to_ignore_on_save = aliases + (["lm_head.weight"] if config.tie_word_embeddings else [])
+        self._keys_to_ignore_on_save = [
+            key for key in self._tied_weights_keys if config.tie_word_embeddings or key != "lm_head.weight"
+        ]
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
