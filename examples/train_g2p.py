@@ -71,6 +71,13 @@ class G2PArguments:
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training after this many minutes (then evaluate, save), or at max_steps."}
     )
+    cooldown_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Over this last fraction of the budget (max_train_minutes or max_steps, whichever runs out "
+            "first) the learning rate falls linearly to 0 (0: the paper's schedule unchanged)."
+        },
+    )
     test_num_beams: list[int] = field(
         default_factory=lambda: [1, 5], metadata={"help": "Beam widths for the final test scores (1 = greedy)."}
     )
@@ -104,26 +111,47 @@ def sample(dataset, n: int | None, seed: int):
     return dataset if n is None else dataset.shuffle(seed=seed).select(range(min(n, len(dataset))))
 
 
-class TimeBudget(TrainerCallback):
-    """Stops training once `minutes` have passed, then evaluates and saves as at max_steps.
+class Budget(TrainerCallback):
+    """Stops training once `minutes` have passed (if given), then evaluates and saves as at max_steps; over the last
+    `cooldown` fraction of the budget, time or max_steps, whichever runs out first, the learning rate falls
+    linearly to zero.
 
     The inverse-square-root schedule does not depend on the total number of steps, so a run cut by time follows
-    the same curve as one cut by max_steps. Checked every 10 steps; under DDP the ranks agree (slowest clock).
+    the same curve as one cut by max_steps. The cool-down anneals what the budget cuts short, as fixed-length
+    schedules do at their end (the paper averages its last checkpoints instead, Section 6.1). The clock is read
+    every 10 steps; under DDP the ranks agree on the slowest one, so they also agree on every learning rate.
     """
 
-    def __init__(self, minutes: float):
-        self.seconds = 60.0 * minutes
+    def __init__(self, minutes: float | None, cooldown: float = 0.0):
+        if not 0.0 <= cooldown <= 1.0:
+            raise ValueError(f"cooldown_fraction must be in [0, 1], got {cooldown}.")
+        self.seconds = 60.0 * minutes if minutes else None
+        self.cooldown = cooldown
+        self.time_spent = 0.0  # fraction of the time budget, as of the last reading
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def lr_factor(self, step: int) -> float:
+        """1 until the cool-down starts, then down linearly to 0 at the end of the budget."""
+        spent = max(self.time_spent, step / self.max_steps)
+        return min(1.0, max(0.0, (1.0 - spent) / self.cooldown)) if self.cooldown else 1.0
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         self.start = time.perf_counter()
+        self.time_spent, self.max_steps = 0.0, state.max_steps
+        if self.cooldown:
+            if not isinstance(lr_scheduler, torch.optim.lr_scheduler.LambdaLR):
+                raise ValueError(f"cooldown_fraction needs a LambdaLR schedule, got {type(lr_scheduler).__name__}.")
+            lr_scheduler.lr_lambdas = [
+                lambda step, f=f: f(step) * self.lr_factor(step) for f in lr_scheduler.lr_lambdas
+            ]
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % 10:
+        if self.seconds is None or state.global_step % 10:
             return
         elapsed = torch.tensor(time.perf_counter() - self.start, device=args.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)
-        if elapsed.item() >= self.seconds:
+        self.time_spent = elapsed.item() / self.seconds
+        if self.time_spent >= 1.0:
             control.should_training_stop = True
             control.should_evaluate |= args.eval_strategy == "steps"
             control.should_save |= args.save_strategy == "steps"
@@ -309,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     model = AutoModelForSeq2SeqLM.from_config(config)
     model.generation_config.max_length = args.generation_max_length or 64  # for users' plain `generate()` calls
+    budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction)
     references = dict(zip(eval_words["word"], eval_words["pronunciations"], strict=True))
     trainer = Seq2SeqTrainer(
         model=model,
@@ -318,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(tokenizer, references),
-        callbacks=[TimeBudget(g2p_args.max_train_minutes)] if g2p_args.max_train_minutes else None,
+        callbacks=[budget],
     )
     if args.push_to_hub and trainer.is_world_process_zero():
         # Trainer writes its arguments as a pickle (training_args.bin) into the folder it uploads; the Hub applies

@@ -89,6 +89,40 @@ def test_both_recipes_parse_and_unknown_fields_are_named(tmp_path):
         script.parse_args([str(bad)])
 
 
+@pytest.mark.parametrize("cooldown", [0.0, 0.25, 1.0])
+def test_budget_cooldown_scales_the_inverse_sqrt_schedule(cooldown):
+    """lr(step) = peak · inverse_sqrt(step) · clamp((1 - spent) / cooldown, 0, 1), where spent is the larger of
+    elapsed/budget and step/max_steps; training stops when the time is up."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState, get_inverse_sqrt_schedule
+
+    script = load_script()
+    peak, warmup, seconds, max_steps = 2e-3, 4, 100.0, 200
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=warmup)
+    budget = script.Budget(seconds / 60, cooldown)
+    args = SimpleNamespace(device="cpu", eval_strategy="steps", save_strategy="steps")
+    state, control = TrainerState(max_steps=max_steps), TrainerControl()
+    budget.on_train_begin(args, state, control, lr_scheduler=scheduler)
+    # Time runs out first, then (elapsed 10 s at step 190) the step budget does.
+    for step, elapsed in [(10, 10.0), (20, 70.0), (30, 80.0), (40, 95.0), (50, 99.9), (60, 100.5), (190, 10.0)]:
+        budget.start = script.time.perf_counter() - elapsed  # as if `elapsed` seconds had passed
+        state.global_step = step
+        budget.on_step_end(args, state, control)
+        while scheduler.last_epoch < step:
+            optimizer.step()  # no gradient: only keeps torch's step-order check quiet
+            scheduler.step()
+        spent = max(elapsed / seconds, step / max_steps)
+        factor = 1.0 if cooldown == 0 else min(1.0, max(0.0, (1 - spent) / cooldown))
+        expected = peak * (warmup / step) ** 0.5 * factor
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-3, abs=1e-12), (step, elapsed)
+        assert control.should_training_stop == (elapsed >= seconds)
+        control.should_training_stop = False
+    with pytest.raises(ValueError, match="cooldown_fraction"):
+        script.Budget(1, 1.5)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     """A tiny end-to-end run of examples/train_g2p.py (the default recipe, shrunk by flags)."""
