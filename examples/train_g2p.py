@@ -310,6 +310,7 @@ def check_resume(checkpoint: str, expected: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     model_args, g2p_args, args, recipe = parse_args(sys.argv[1:] if argv is None else argv)
+    budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction)
     # The metric reads the words back from the inputs (see compute_metrics_fn).
     args.include_for_metrics = sorted({*args.include_for_metrics, "inputs"})
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
@@ -337,7 +338,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     model = AutoModelForSeq2SeqLM.from_config(config)
     model.generation_config.max_length = args.generation_max_length or 64  # for users' plain `generate()` calls
-    budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction)
     references = dict(zip(eval_words["word"], eval_words["pronunciations"], strict=True))
     trainer = Seq2SeqTrainer(
         model=model,
