@@ -65,7 +65,7 @@ class Size:
 
 # fmt: off
 SIZES = {
-    # The G2P default (configs/g2p-cpu.json): ~75 graphemes + phones, words of 8-12 letters, 7-10 phones.
+    # G2P-sized (the first configs/g2p-cpu.json, 3 + 3 layers): ~75 graphemes + phones, words of 8-12 letters.
     "g2p": Size("g2p", vocab_size=75, d_model=128, layers=3, heads=4, d_ff=512, src_len=(8, 12), tgt_len=(7, 10),
                 train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
     # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
