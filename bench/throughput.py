@@ -50,7 +50,8 @@ class Size:
     name: str
     vocab_size: int
     d_model: int
-    layers: int  # encoder_layers = decoder_layers
+    encoder_layers: int
+    decoder_layers: int
     heads: int
     d_ff: int
     src_len: tuple[int, int]  # source lengths drawn uniformly from [min, max], EOS included
@@ -66,11 +67,15 @@ class Size:
 # fmt: off
 SIZES = {
     # G2P-sized (the first configs/g2p-cpu.json, 3 + 3 layers): ~75 graphemes + phones, words of 8-12 letters.
-    "g2p": Size("g2p", vocab_size=75, d_model=128, layers=3, heads=4, d_ff=512, src_len=(8, 12), tgt_len=(7, 10),
-                train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
+    "g2p": Size("g2p", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=3, heads=4, d_ff=512,
+                src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
+    # The current configs/g2p-cpu.json: the same, with one decoder layer.
+    "g2p31": Size("g2p31", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=1, heads=4, d_ff=512,
+                  src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
     # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
-    "base": Size("base", vocab_size=37000, d_model=512, layers=6, heads=8, d_ff=2048, src_len=(10, 14),
-                 tgt_len=(10, 14), train_batch=8, gen_batch=4, gen_tokens=8, reps=7, cache_row=False),
+    "base": Size("base", vocab_size=37000, d_model=512, encoder_layers=6, decoder_layers=6, heads=8, d_ff=2048,
+                 src_len=(10, 14), tgt_len=(10, 14), train_batch=8, gen_batch=4, gen_tokens=8, reps=7,
+                 cache_row=False),
 }
 # fmt: on
 CACHE_TOKENS = 30  # the KV-cache target: greedy decoding of 30 tokens, cached vs use_cache=False
@@ -81,15 +86,17 @@ def build(which: str, size: Size, dropout: float = 0.1) -> torch.nn.Module:
     torch.manual_seed(0)
     if which == "ours":
         config = MinimalTransformerConfig(
-            vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.layers, decoder_layers=size.layers,
-            num_heads=size.heads, d_ff=size.d_ff, dropout=dropout, attention_dropout=0.0, activation="relu",
+            vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.encoder_layers,
+            decoder_layers=size.decoder_layers, num_heads=size.heads, d_ff=size.d_ff, dropout=dropout,
+            attention_dropout=0.0, activation="relu",
             scale_embedding=True, tie_word_embeddings=True, max_position_embeddings=size.max_positions,
             pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
         )  # fmt: skip
         return MinimalTransformerForConditionalGeneration(config)
     config = MarianConfig(
-        vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.layers, decoder_layers=size.layers,
-        encoder_attention_heads=size.heads, decoder_attention_heads=size.heads, encoder_ffn_dim=size.d_ff,
+        vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.encoder_layers,
+        decoder_layers=size.decoder_layers, encoder_attention_heads=size.heads, decoder_attention_heads=size.heads,
+        encoder_ffn_dim=size.d_ff,
         decoder_ffn_dim=size.d_ff, activation_function="relu", dropout=dropout, attention_dropout=0.0,
         activation_dropout=0.0, scale_embedding=True, share_encoder_decoder_embeddings=True, tie_word_embeddings=True,
         max_position_embeddings=size.max_positions, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
@@ -259,8 +266,9 @@ def bench_size(size: Size, args: argparse.Namespace, timer: Timer) -> tuple[list
     device, dtype = args.device, args.dtype
     models = {name: build(name, size).to(device) for name in MODELS}
     counts = {name: param_counts(m) for name, m in models.items()}
-    print(f"\n[{size.name}] d_model={size.d_model} layers={size.layers}+{size.layers} heads={size.heads} "
-          f"d_ff={size.d_ff} vocab={size.vocab_size}; trainable parameters: ours {counts['ours']['trainable']:,}, "
+    print(f"\n[{size.name}] d_model={size.d_model} layers={size.encoder_layers}+{size.decoder_layers} "
+          f"heads={size.heads} d_ff={size.d_ff} vocab={size.vocab_size}; "
+          f"trainable parameters: ours {counts['ours']['trainable']:,}, "
           f"Marian {counts['marian']['trainable']:,} (Marian also holds {counts['marian']['frozen']:,} frozen "
           f"sinusoid parameters)", flush=True)  # fmt: skip
     if counts["ours"]["trainable"] != counts["marian"]["trainable"]:
@@ -456,7 +464,9 @@ def print_table(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=None, help="comma-separated: g2p,base (default both; g2p with --quick)")
+    parser.add_argument(
+        "--sizes", default=None, help="comma-separated: g2p,g2p31,base (default g2p,base; g2p with --quick)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = bfloat16 autocast")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per figure (default 15 g2p, 7 base)")
