@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import transformers
@@ -65,13 +65,12 @@ class Size:
 
 
 # fmt: off
+# G2P-sized (the first configs/g2p-cpu.json, 3 + 3 layers): ~75 graphemes + phones, words of 8-12 letters.
+G2P = Size("g2p", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=3, heads=4, d_ff=512,
+           src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15)
 SIZES = {
-    # G2P-sized (the first configs/g2p-cpu.json, 3 + 3 layers): ~75 graphemes + phones, words of 8-12 letters.
-    "g2p": Size("g2p", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=3, heads=4, d_ff=512,
-                src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
-    # The current configs/g2p-cpu.json: the same, with one decoder layer.
-    "g2p31": Size("g2p31", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=1, heads=4, d_ff=512,
-                  src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15),
+    "g2p": G2P,
+    "g2p31": replace(G2P, name="g2p31", decoder_layers=1),  # the current configs/g2p-cpu.json
     # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
     "base": Size("base", vocab_size=37000, d_model=512, encoder_layers=6, decoder_layers=6, heads=8, d_ff=2048,
                  src_len=(10, 14), tgt_len=(10, 14), train_batch=8, gen_batch=4, gen_tokens=8, reps=7,
@@ -96,11 +95,10 @@ def build(which: str, size: Size, dropout: float = 0.1) -> torch.nn.Module:
     config = MarianConfig(
         vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.encoder_layers,
         decoder_layers=size.decoder_layers, encoder_attention_heads=size.heads, decoder_attention_heads=size.heads,
-        encoder_ffn_dim=size.d_ff,
-        decoder_ffn_dim=size.d_ff, activation_function="relu", dropout=dropout, attention_dropout=0.0,
-        activation_dropout=0.0, scale_embedding=True, share_encoder_decoder_embeddings=True, tie_word_embeddings=True,
-        max_position_embeddings=size.max_positions, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
-        decoder_start_token_id=BOS, forced_eos_token_id=None,
+        encoder_ffn_dim=size.d_ff, decoder_ffn_dim=size.d_ff, activation_function="relu", dropout=dropout,
+        attention_dropout=0.0, activation_dropout=0.0, scale_embedding=True, share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True, max_position_embeddings=size.max_positions, pad_token_id=PAD, bos_token_id=BOS,
+        eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
     )  # fmt: skip
     return MarianMTModel(config)
 
