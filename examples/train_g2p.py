@@ -69,7 +69,11 @@ class G2PArguments:
         default=None, metadata={"help": "Test words scored at the end (default: the whole test split)."}
     )
     max_train_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this many minutes (then evaluate, save), or at max_steps."}
+        default=None,
+        metadata={
+            "help": "Stop training this many minutes after the job started (imports, data and tokenisation count), "
+            "then evaluate and save; or at max_steps."
+        },
     )
     cooldown_fraction: float = field(
         default=0.0,
@@ -111,23 +115,41 @@ def sample(dataset, n: int | None, seed: int):
     return dataset if n is None else dataset.shuffle(seed=seed).select(range(min(n, len(dataset))))
 
 
+def process_start_time() -> float:
+    """When this process started, as time.time(): imports and start-up count towards the job's time budget.
+
+    Read from /proc on Linux (start ticks against uptime); elsewhere, the time of this call.
+    """
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
 class Budget(TrainerCallback):
-    """Stops training once `minutes` have passed (if given), then evaluates and saves as at max_steps; over the last
-    `cooldown` fraction of the budget, time or max_steps, whichever runs out first, the learning rate falls
-    linearly to zero.
+    """Stops training once `minutes` have passed since `start` (the job's start: imports, data loading and
+    tokenisation count), then evaluates and saves as at max_steps; over the last `cooldown` fraction of the budget,
+    time or max_steps, whichever runs out first, the learning rate falls linearly to zero.
 
     The inverse-square-root schedule does not depend on the total number of steps, so a run cut by time follows
     the same curve as one cut by max_steps. The cool-down anneals what the budget cuts short, as fixed-length
     schedules do at their end (the paper averages its last checkpoints instead, Section 6.1). The clock is read
     every 10 steps; under DDP the ranks agree on the slowest one, so they also agree on every learning rate.
+
+    A time budget turns machine speed into steps, so one minute into training it prints the steps per second
+    reached and warns when the load average shows other work competing for the cores (`speed` keeps both).
     """
 
-    def __init__(self, minutes: float | None, cooldown: float = 0.0):
+    def __init__(self, minutes: float | None, cooldown: float = 0.0, start: float | None = None):
         if not 0.0 <= cooldown <= 1.0:
             raise ValueError(f"cooldown_fraction must be in [0, 1], got {cooldown}.")
         self.seconds = 60.0 * minutes if minutes else None
         self.cooldown = cooldown
+        self.start = time.time() if start is None else start
         self.time_spent = 0.0  # fraction of the time budget, as of the last reading
+        self.speed: dict = {}
 
     def lr_factor(self, step: int) -> float:
         """1 until the cool-down starts, then down linearly to 0 at the end of the budget."""
@@ -135,7 +157,7 @@ class Budget(TrainerCallback):
         return min(1.0, max(0.0, (1.0 - spent) / self.cooldown)) if self.cooldown else 1.0
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
-        self.start = time.perf_counter()
+        self.train_start, self.first_step = time.time(), state.global_step
         self.time_spent, self.max_steps = 0.0, state.max_steps
         if self.cooldown:
             if not isinstance(lr_scheduler, torch.optim.lr_scheduler.LambdaLR):
@@ -145,9 +167,13 @@ class Budget(TrainerCallback):
             ]
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is None or state.global_step % 10:
+        if state.global_step % 10:
             return
-        elapsed = torch.tensor(time.perf_counter() - self.start, device=args.device)
+        if not self.speed and time.time() - self.train_start >= 60.0:
+            self.report_speed(state, args.world_size)
+        if self.seconds is None:
+            return
+        elapsed = torch.tensor(time.time() - self.start, device=args.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)
         self.time_spent = elapsed.item() / self.seconds
@@ -155,6 +181,22 @@ class Budget(TrainerCallback):
             control.should_training_stop = True
             control.should_evaluate |= args.eval_strategy == "steps"
             control.should_save |= args.save_strategy == "steps"
+
+    def report_speed(self, state, world_size: int) -> None:
+        steps = state.global_step - self.first_step
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self.speed = {
+            "steps_per_second_first_minute": round(steps / (time.time() - self.train_start), 2),
+            "load_average_first_minute": load,
+        }
+        if state.is_world_process_zero:
+            print(f"speed: {self.speed['steps_per_second_first_minute']} steps/s over the first minute of training")
+            # Each process of ours keeps one core busy; more load than that is another job taking the cores.
+            if load is not None and load > (os.cpu_count() or 1) + 0.5:
+                print(
+                    f"WARNING: load average {load:.1f} on {os.cpu_count()} cores: other work is running, so this "
+                    f"time-budgeted run will reach fewer steps (and a worse WER) than on an idle machine."
+                )
 
 
 def compute_metrics_fn(tokenizer, references: dict[str, list[str]]):
@@ -310,7 +352,7 @@ def check_resume(checkpoint: str, expected: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     model_args, g2p_args, args, recipe = parse_args(sys.argv[1:] if argv is None else argv)
-    budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction)
+    budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction, start=process_start_time())
     # The metric reads the words back from the inputs (see compute_metrics_fn).
     args.include_for_metrics = sorted({*args.include_for_metrics, "inputs"})
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
@@ -372,14 +414,21 @@ def main(argv: list[str] | None = None) -> None:
                 "best_validation_wer": trainer.state.best_metric,
                 "best_checkpoint": trainer.state.best_model_checkpoint,
                 "world_size": args.world_size,
+                **budget.speed,
+                "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                "job_seconds_before_test": round(time.time() - budget.start, 1),
             },
             "hardware": hardware(),
             "recipe": recipe,
         }
         results.update(score_saved_model(args.output_dir, data, g2p_args, args.per_device_eval_batch_size))
+        results["job_seconds"] = round(time.time() - budget.start, 1)  # start-up to test scores, card excluded
         Path(args.output_dir, "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_model_card(args.output_dir, results)
-        print(f"Saved model, tokenizer, results.json and README.md in {args.output_dir}")
+        print(
+            f"Saved model, tokenizer, results.json and README.md in {args.output_dir}; "
+            f"{train_output.global_step:,} steps, whole job {results['job_seconds'] / 60:.1f} minutes"
+        )
         if args.push_to_hub:
             # save_model() pushed the weights before the test scores existed: add our card and results.json.
             commit = HfApi(token=args.hub_token).upload_folder(

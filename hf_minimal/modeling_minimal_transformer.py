@@ -11,6 +11,7 @@ torch, transformers and each other.
 import dataclasses
 import math
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +21,27 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_minimal_transformer import MinimalTransformerConfig
 
 # transformers 5.x renamed the cache field of the outputs from `past_key_values` to `cache`; support both.
 _CACHE_FIELD = "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqLMOutput)} else "past_key_values"
+
+
+def cache_argument(cache: Cache | None, past_key_values: Cache | None, where: str) -> Cache | None:
+    """`cache`, or the old name `past_key_values`, which still works but warns, as transformers' built-ins do
+    (only where transformers itself has moved to `cache`: older versions' generate passes the old name)."""
+    if past_key_values is not None and _CACHE_FIELD == "cache" and not torch.compiler.is_compiling():
+        message = f"`past_key_values` is deprecated for `{where}`. Use `cache` instead."
+        warnings.warn(message, FutureWarning, stacklevel=3)
+    return cache if cache is not None else past_key_values
 
 
 def scaled_dot_product_attention(
@@ -38,15 +53,19 @@ def scaled_dot_product_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention(Q, K, V) = softmax(QKᵀ / √d_k) V (Section 3.2.1, Equation 1).
 
-    Shapes (..., L, d_k), (..., S, d_k), (..., S, d_v); `mask` is boolean, broadcastable to (..., L, S),
-    True where a query may attend. Returns the output (..., L, d_v) and the weights (..., L, S).
+    Shapes (..., L, d_k), (..., S, d_k), (..., S, d_v); `mask` broadcasts to (..., L, S) and is boolean, True
+    where a query may attend, or additive float (0 or the dtype's minimum, as transformers' mask functions build
+    for generation with a static cache). Returns the output (..., L, d_v) and the weights (..., L, S).
     """
     scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (..., L, S)
-    if mask is not None:
+    boolean = mask is not None and mask.dtype == torch.bool
+    if boolean:
         # The dtype's minimum rather than -inf: a fully masked row stays finite, and is zeroed below.
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    elif mask is not None:
+        scores = scores + mask
     weights = scores.softmax(dim=-1)  # subtracts the row max, so large scores cannot overflow
-    if mask is not None:
+    if boolean:
         weights = weights.masked_fill(~mask, 0.0)  # a fully masked row gives zeros, as torch's SDPA does
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
@@ -72,10 +91,17 @@ def eager_attention_forward(
     return output.transpose(1, 2), weights
 
 
-def causal_mask(query_length: int, key_length: int, device: torch.device | None = None) -> torch.Tensor:
-    """(1, 1, L, S) boolean mask: query i (the last L of S positions) sees keys 0..S-L+i (Section 3.2.3)."""
-    ones = torch.ones(query_length, key_length, dtype=torch.bool, device=device)
-    return ones.tril(diagonal=key_length - query_length)[None, None]
+def causal_mask(
+    query_length: int, key_length: int, device: torch.device | None = None, start: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """(1, 1, L, S) boolean mask: query i, at position start + i, sees keys 0..start+i (Section 3.2.3).
+
+    `start` defaults to S - L: the queries are the last L of S positions. A static cache has more key slots than
+    positions written, and its unwritten tail is hidden the same way.
+    """
+    start = key_length - query_length if start is None else start
+    positions = start + torch.arange(query_length, device=device)  # (L,)
+    return (torch.arange(key_length, device=device) <= positions[:, None])[None, None]
 
 
 class MinimalTransformerAttention(nn.Module):
@@ -161,8 +187,14 @@ class MinimalTransformerPositionalEncoding(nn.Module):
         pe = sinusoidal_position_encoding(config.max_position_embeddings, config.d_model, torch.float64)
         self.register_buffer("pe", pe, persistent=False)
 
-    def forward(self, start: int, length: int, dtype: torch.dtype) -> torch.Tensor:
+    def forward(self, start: int | torch.Tensor, length: int, dtype: torch.dtype) -> torch.Tensor:
         """Rows start..start+length-1 as (length, d_model); rows past the buffer are computed, never wrapped."""
+        if isinstance(start, torch.Tensor):
+            # A static cache counts on the device: gather the rows, so a compiled step has no data-dependent shape.
+            positions = start + torch.arange(length, device=self.pe.device)
+            if not torch.compiler.is_compiling() and length and int(positions[-1]) >= self.pe.size(0):
+                return self(int(start), length, dtype)
+            return self.pe.index_select(0, positions).to(dtype)
         end = start + length
         if end > self.pe.size(0) or (dtype == torch.float64 and self.pe.dtype != torch.float64):
             return sinusoidal_position_encoding(end, self.d_model, dtype, self.pe.device)[start:]
@@ -236,10 +268,11 @@ class MinimalTransformerDecoderLayer(MinimalTransformerLayer):
 class MinimalTransformerStack(nn.Module):
     """What both stacks share: embeddings × √d_model + positional encoding, then dropout (3.4, 3.5, 5.4)."""
 
-    def __init__(self, config: MinimalTransformerConfig, embed_tokens: nn.Embedding):
+    def __init__(self, config: MinimalTransformerConfig):
         super().__init__()
         self.config = config
-        self.embed_tokens = embed_tokens  # the model's `shared` matrix (Section 3.4)
+        # Tied to the model's `shared` matrix by _tied_weights_keys (Section 3.4), so loading sees one tensor.
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_positions = MinimalTransformerPositionalEncoding(config)
         self.dropout = config.dropout
@@ -276,8 +309,13 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
 
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, S) 1/0 mask -> (B, 1, 1, S) boolean, True where a key may be attended (broadcast over heads and queries)."""
-    return None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+    """(B, S) 1/0 mask -> (B, 1, 1, S) boolean, True where a key may be attended (broadcast over heads and queries).
+
+    A 4-D mask (B, 1, L, S), boolean or additive float, is already in the attention functions' form: passed through.
+    """
+    if attention_mask is None or attention_mask.dim() == 4:
+        return attention_mask
+    return attention_mask.bool()[:, None, None, :]
 
 
 class MinimalTransformerEncoder(MinimalTransformerStack):
@@ -285,8 +323,8 @@ class MinimalTransformerEncoder(MinimalTransformerStack):
 
     input_name = "input_ids"  # named in token-id errors
 
-    def __init__(self, config: MinimalTransformerConfig, embed_tokens: nn.Embedding):
-        super().__init__(config, embed_tokens)
+    def __init__(self, config: MinimalTransformerConfig):
+        super().__init__(config)
         self.layers = nn.ModuleList([MinimalTransformerEncoderLayer(config) for _ in range(config.encoder_layers)])
 
     def forward(
@@ -319,8 +357,8 @@ class MinimalTransformerDecoder(MinimalTransformerStack):
 
     input_name = "decoder_input_ids"  # named in token-id errors
 
-    def __init__(self, config: MinimalTransformerConfig, embed_tokens: nn.Embedding):
-        super().__init__(config, embed_tokens)
+    def __init__(self, config: MinimalTransformerConfig):
+        super().__init__(config)
         self.layers = nn.ModuleList(
             [MinimalTransformerDecoderLayer(config, layer_idx=i) for i in range(config.decoder_layers)]
         )
@@ -335,10 +373,15 @@ class MinimalTransformerDecoder(MinimalTransformerStack):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-    ) -> dict:
-        past_length = cache.get_seq_length() if cache is not None else 0
+        use_cache: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions | tuple:
+        cache = None if use_cache is False else cache
+        past_length = cache.get_seq_length() if cache is not None else 0  # a tensor for a static cache
         hidden_states = self.embed(input_ids, inputs_embeds, start=past_length)
-        self_mask = self.self_attention_mask(attention_mask, hidden_states.size(1), past_length, hidden_states.device)
+        T = hidden_states.size(1)
+        self_mask = decoder_self_attention_mask(attention_mask, T, past_length, cache, hidden_states)
         cross_mask = padding_mask(encoder_attention_mask)
         all_hidden, all_self, all_cross = [], [], []
         for layer in self.layers:
@@ -354,28 +397,45 @@ class MinimalTransformerDecoder(MinimalTransformerStack):
             all_self.append(self_weights)
             all_cross.append(cross_weights)
         hidden_states = self.finish(hidden_states)
-        return {
-            "last_hidden_state": hidden_states,
-            "cache": cache,
-            "hidden_states": (*all_hidden, hidden_states) if output_hidden_states else None,
-            "attentions": tuple(all_self) if output_attentions else None,
-            "cross_attentions": tuple(all_cross) if output_attentions else None,
-        }
+        output = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            hidden_states=(*all_hidden, hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_self) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if output_attentions else None,
+            **{_CACHE_FIELD: cache},
+        )
+        return output if return_dict is not False else output.to_tuple()
 
-    def self_attention_mask(
-        self, attention_mask: torch.Tensor | None, length: int, past_length: int, device: torch.device
-    ) -> torch.Tensor | None:
-        """Causal mask (Section 3.2.3) combined with the decoder padding mask; None where none is needed."""
-        total = past_length + length
-        if attention_mask is None and (length == 1 or past_length == 0):
-            return None  # one query may see all cached keys; otherwise `is_causal` applies the causal mask
-        if attention_mask is not None and attention_mask.size(-1) != total:
+
+def decoder_self_attention_mask(
+    attention_mask: torch.Tensor | None,
+    length: int,
+    past_length: int | torch.Tensor,
+    cache: Cache | None,
+    hidden_states: torch.Tensor,
+) -> torch.Tensor | None:
+    """The decoder's causal mask (Section 3.2.3) for `length` new queries after `past_length` cached positions,
+    combined with the decoder padding mask; None where the attention functions' `is_causal` suffices.
+
+    A dynamic cache holds past_length + length keys. A static cache (generate(cache_implementation="static"),
+    export) holds a fixed number of slots, the unwritten ones hidden by the causal mask. A 4-D mask, which generate
+    builds for a static cache (boolean, or additive float for eager), is already complete and passes through.
+    """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask
+    static = cache is not None and getattr(cache, "is_compileable", False)
+    key_length = cache.get_mask_sizes(length, 0)[0] if static else past_length + length
+    if attention_mask is None and not static and (length == 1 or past_length == 0):
+        return None  # one query may see all cached keys; otherwise `is_causal` applies the causal mask
+    if attention_mask is not None and attention_mask.size(-1) != key_length:
+        if not static:
             raise ValueError(
-                f"decoder_attention_mask covers {attention_mask.size(-1)} positions, but the decoder sees {total} "
+                f"decoder_attention_mask covers {attention_mask.size(-1)} positions, but the decoder sees {key_length} "
                 f"({past_length} cached + {length} new); pass a mask for every position, cached ones included."
             )
-        mask = causal_mask(length, total, device)  # (1, 1, T, past + T)
-        return mask if attention_mask is None else mask & padding_mask(attention_mask)
+        attention_mask = F.pad(attention_mask, (0, key_length - attention_mask.size(-1)))  # the unwritten slots
+    mask = causal_mask(length, key_length, hidden_states.device, start=past_length)  # (1, 1, T, S)
+    return mask if attention_mask is None else mask & padding_mask(attention_mask)
 
 
 class MinimalTransformerPreTrainedModel(PreTrainedModel):
@@ -385,6 +445,7 @@ class MinimalTransformerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _can_compile_fullgraph = True  # static-cache generation compiles as one graph (tests/test_builtin.py)
     _no_split_modules = ["MinimalTransformerEncoderLayer", "MinimalTransformerDecoderLayer"]
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -438,6 +499,11 @@ class MinimalTransformerPreTrainedModel(PreTrainedModel):
         params = dict(model.named_parameters(remove_duplicate=False))
         loaded = {id(p) for k, p in params.items() if k not in info["missing_keys"]}
         missing = sorted(k for k in info["missing_keys"] if id(params.get(k)) not in loaded)
+        # One name per tensor, the tie's source (model.shared.weight) rather than its copies.
+        tied_copies, by_tensor = set(cls._tied_weights_keys or {}), {}
+        for key in sorted(missing, key=lambda k: k in tied_copies):
+            by_tensor.setdefault(id(params.get(key)), key)
+        missing = sorted(by_tensor.values())
         for keys, problem in ((missing, "lacks {}"), (unexpected, "has {} extra")):
             if keys:
                 raise ValueError(
@@ -480,8 +546,12 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
     def __init__(self, config: MinimalTransformerConfig):
         super().__init__(config)
         self.shared = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
-        self.encoder = MinimalTransformerEncoder(config, self.shared)
-        self.decoder = MinimalTransformerDecoder(config, self.shared)
+        self.encoder = MinimalTransformerEncoder(config)
+        self.decoder = MinimalTransformerDecoder(config)
+        if not config.tie_word_embeddings:
+            # transformers ties declared weights only under tie_word_embeddings; an untied lm_head still leaves one
+            # source/target matrix (Section 3.4), so the stacks hold `shared` itself (nothing is declared tied then).
+            self.encoder.embed_tokens = self.decoder.embed_tokens = self.shared
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -490,8 +560,9 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.shared = self.encoder.embed_tokens = self.decoder.embed_tokens = value
 
-    def get_encoder(self) -> MinimalTransformerEncoder:
-        return self.encoder
+    def get_encoder(self, modality: str | None = None) -> nn.Module:
+        """The text encoder; for another modality ("image", "audio"), transformers' lookup, which finds none."""
+        return self.encoder if modality is None else super().get_encoder(modality=modality)
 
     def get_decoder(self) -> MinimalTransformerDecoder:
         return self.decoder
@@ -533,7 +604,7 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
-        cache = cache if cache is not None else past_key_values  # the pre-5.2x name
+        cache = cache_argument(cache, past_key_values, "MinimalTransformerModel.forward")
         ids = input_ids is not None and decoder_input_ids is not None
         embeds = inputs_embeds is not None or decoder_inputs_embeds is not None
         if encoder_outputs is None and ids and not embeds and torch.is_grad_enabled():  # see embed_source_and_target
@@ -569,14 +640,14 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
             output_hidden_states,
         )
         output = Seq2SeqModelOutput(
-            last_hidden_state=decoder_outputs["last_hidden_state"],
-            decoder_hidden_states=decoder_outputs["hidden_states"],
-            decoder_attentions=decoder_outputs["attentions"],
-            cross_attentions=decoder_outputs["cross_attentions"],
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
-            **{_CACHE_FIELD: decoder_outputs["cache"]},
+            **{_CACHE_FIELD: cache},
         )
         return output if return_dict is not False else output.to_tuple()
 
@@ -621,8 +692,9 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
-    def get_encoder(self) -> MinimalTransformerEncoder:
-        return self.model.encoder
+    def get_encoder(self, modality: str | None = None) -> nn.Module:
+        """The text encoder; for another modality ("image", "audio"), transformers' lookup, which finds none."""
+        return self.model.encoder if modality is None else super().get_encoder(modality=modality)
 
     def get_decoder(self) -> MinimalTransformerDecoder:
         return self.model.decoder
@@ -644,9 +716,18 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
         return_dict: bool | None = None,
         past_key_values: Cache | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
-        """Next-token logits; with `labels` (-100 = ignore) also the mean cross-entropy over labelled tokens."""
+        """Next-token logits; with `labels` (-100 = ignore) also the mean cross-entropy over labelled tokens.
+
+        `logits_to_keep`: project only the last n positions (generate passes 1: each step needs one), or the
+        positions a 1-D tensor lists; 0 keeps all.
+        """
+        cache = cache_argument(cache, past_key_values, "MinimalTransformerForConditionalGeneration.forward")
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        if labels is not None and not (isinstance(logits_to_keep, int) and logits_to_keep == 0):
+            raise ValueError("logits_to_keep cannot be combined with labels: the loss needs every position's logits.")
         if labels is not None:
             # Checked here, before the shift, so that the error names labels and not decoder_input_ids.
             check_token_ids(labels.masked_fill(labels == -100, 0), self.lm_head.out_features, "labels (-100 = ignored)")
@@ -661,7 +742,7 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
             decoder_input_ids,
             decoder_attention_mask,
             encoder_outputs,
-            cache if cache is not None else past_key_values,
+            cache,
             inputs_embeds,
             decoder_inputs_embeds,
             use_cache,
@@ -669,7 +750,7 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
             output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, vocab_size)
+        logits = self.lm_head(outputs.last_hidden_state[:, keep])  # (B, T or logits_to_keep, vocab_size)
         loss = None
         if labels is not None:
             # Trainer passes num_items_in_batch so that gradient accumulation averages over all tokens, not batches.

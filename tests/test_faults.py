@@ -297,7 +297,7 @@ TINY_RUN = [
     *("--dropout", "0.1", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8"),
     *("--train_sampling_strategy", "random", "--dataloader_num_workers", "0", "--report_to", "none"),
 ]
-VOLATILE = ("runtime", "per_second", "seconds", "best_model_checkpoint", "best_checkpoint")
+VOLATILE = ("runtime", "per_second", "seconds", "load_average", "best_model_checkpoint", "best_checkpoint")
 
 
 def _train_env(tmp_path: Path) -> dict:

@@ -74,8 +74,8 @@ def tiny_model(seed: int):
     config = MinimalTransformerConfig(
         vocab_size=43, d_model=32, encoder_layers=2, decoder_layers=2, num_heads=4, d_ff=64, dropout=0.0
     )
-    torch.manual_seed(seed)
     model = MinimalTransformerForConditionalGeneration(config).eval()
+    torch.manual_seed(seed)  # after construction: the draws below do not depend on how many the init made
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.dim() == 2:  # LayerNorms stay at identity, biases at zero
@@ -122,7 +122,7 @@ def step_push(work_dir: str, report_path: str) -> None:
     HfApi().upload_folder(
         repo_id=NO_WEIGHTS_REPO, folder_path=Path(work_dir) / "no-weights", allow_patterns="*.[jp][sy]*"
     )
-    model = tiny_model(seed=1)  # new weights, same config and code
+    model = tiny_model(seed=2)  # new weights, same config and code; greedy differs per source (asserted)
     report["second_commit"] = model.push_to_hub(REPO, commit_message="Second version").oid
     report["second"] = seq2seq_outputs(model, tokenizer)
     report["second_base"] = base_outputs(model.model, tokenizer)
@@ -138,7 +138,7 @@ def step_train(work_dir: str, report_path: str) -> None:
     output_dir = Path(work_dir) / "trainer-output"
     output_dir.mkdir(parents=True)
     (output_dir / ".gitignore").write_text(NO_PICKLES_GITIGNORE)
-    tokenizer, model = build_tokenizer(), tiny_model(seed=2)
+    tokenizer, model = build_tokenizer(), tiny_model(seed=1)
     features = [tokenizer(source, text_target=target) for source, target in TRAIN_PAIRS * 4]
     args = Seq2SeqTrainingArguments(
         output_dir=str(output_dir),

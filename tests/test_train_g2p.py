@@ -107,7 +107,7 @@ def test_budget_cooldown_scales_the_inverse_sqrt_schedule(cooldown):
     budget.on_train_begin(args, state, control, lr_scheduler=scheduler)
     # Time runs out first, then (elapsed 10 s at step 190) the step budget does.
     for step, elapsed in [(10, 10.0), (20, 70.0), (30, 80.0), (40, 95.0), (50, 99.9), (60, 100.5), (190, 10.0)]:
-        budget.start = script.time.perf_counter() - elapsed  # as if `elapsed` seconds had passed
+        budget.start = script.time.time() - elapsed  # as if `elapsed` seconds had passed
         state.global_step = step
         budget.on_step_end(args, state, control)
         while scheduler.last_epoch < step:
@@ -121,6 +121,37 @@ def test_budget_cooldown_scales_the_inverse_sqrt_schedule(cooldown):
         control.should_training_stop = False
     with pytest.raises(ValueError, match="cooldown_fraction"):
         script.Budget(1, 1.5)
+
+
+@pytest.mark.parametrize("load, warns", [(0.3, False), (5.0, True)])
+def test_budget_reports_speed_after_a_minute_and_warns_under_load(monkeypatch, capsys, load, warns):
+    """One minute into training the budget prints steps/s, warns when the load average exceeds the cores (other
+    work), and keeps both for results.json; the budget's clock starts at the job's start, not at train()."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    script = load_script()
+    monkeypatch.setattr(script.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(script.os, "cpu_count", lambda: 2)
+    job_start = script.time.time() - 30.0  # imports and data loading took 30 s
+    budget = script.Budget(1.0, start=job_start)
+    args = SimpleNamespace(device="cpu", eval_strategy="steps", save_strategy="steps", world_size=1)
+    state, control = TrainerState(max_steps=10_000), TrainerControl()
+    budget.on_train_begin(args, state, control)
+    state.global_step = 10
+    budget.on_step_end(args, state, control)
+    assert budget.speed == {} and not control.should_training_stop  # 30 s in: no report yet, budget not spent
+    budget.start -= 65.0  # 65 s later: training has run 65 s, the job 95 s, past its 60 s budget
+    budget.train_start -= 65.0
+    state.global_step = 400
+    budget.on_step_end(args, state, control)
+    assert control.should_training_stop
+    assert budget.speed["load_average_first_minute"] == load
+    assert budget.speed["steps_per_second_first_minute"] == pytest.approx(400 / 65, rel=0.05)
+    printed = capsys.readouterr().out
+    assert "steps/s over the first minute" in printed
+    assert ("WARNING: load average" in printed) == warns
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,46 @@
+# The two commands of the README, each doing its own one-time set-up on a fresh clone:
+#   make train    set up .venv, train the default CMUdict G2P model (2 DDP processes), evaluate, save, reload, predict
+#   make test     set up .venv, run the tests
+# Set-up is idempotent: once .venv matches pyproject.toml and TORCH, it is skipped in well under a second.
+#
+# Knobs (make VAR=value):
+#   TORCH   the torch requirement installed first. The default is the CPU wheel; a bare `torch` would pull a
+#           multi-GB CUDA build. On a GPU machine: make train TORCH=torch RECIPE=configs/g2p-gpu.json NPROC=1
+#   RECIPE  the training recipe (configs/*.json);  NPROC  processes for torchrun;  ARGS  extra flags, e.g.
+#           ARGS="--max_train_minutes 1 --output_dir /tmp/g2p";  PYTEST  extra pytest flags;  PYTHON  the base Python
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+RECIPE ?= configs/g2p-cpu.json
+NPROC ?= 2
+ARGS ?=
+PYTEST ?=
+EXTRAS ?= train,test,plot,dev
+
+VENV := .venv
+STAMP := $(VENV)/.hf_minimal-setup
+
+.PHONY: setup train test clean-venv
+
+setup:
+	@if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$(TORCH) [$(EXTRAS)]" ] && [ $(STAMP) -nt pyproject.toml ]; then \
+		echo "setup: $(VENV) is up to date ($(TORCH), extras $(EXTRAS))"; \
+	else \
+		set -e; \
+		echo "setup: creating $(VENV) with $(TORCH) and hf-minimal[$(EXTRAS)] (one time, a few minutes)"; \
+		[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || { \
+			echo "setup: '$(PYTHON) -m venv' failed; install Python's venv module (Debian: apt-get install python3-venv)"; exit 1; }; \
+		$(VENV)/bin/python -m pip install --quiet --upgrade pip; \
+		$(VENV)/bin/python -m pip install --quiet "$(TORCH)"; \
+		$(VENV)/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"; \
+		echo "$(TORCH) [$(EXTRAS)]" > $(STAMP); \
+	fi
+
+train: setup
+	$(VENV)/bin/torchrun --nproc_per_node $(NPROC) examples/train_g2p.py $(RECIPE) $(ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q $(PYTEST)
+
+clean-venv:
+	rm -rf $(VENV)
