@@ -37,7 +37,7 @@ setup:
 	fi
 
 train: setup
-	$(VENV)/bin/torchrun --nproc_per_node $(NPROC) examples/train_g2p.py $(RECIPE) $(ARGS)
+	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) examples/train_g2p.py $(RECIPE) $(ARGS)
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST)

@@ -3,7 +3,7 @@
 Standard library only, and not part of the installed package. It speaks the subset of the Hub API that
 `huggingface_hub` 2.x sends for `create_repo`, `upload_folder` / `create_commit` (preupload, Git LFS batch + PUT,
 NDJSON commit), `push_to_hub`, `Trainer.push_to_hub` and `from_pretrained` (HEAD/GET resolve, model info, tree):
-see /work/shared/hub-protocol.md. Clients must run with `HF_HUB_DISABLE_XET=1`, since files that go through LFS
+see docs/sharing.md. Clients must run with `HF_HUB_DISABLE_XET=1`, since files that go through LFS
 would otherwise be sent to a xet backend, which this server does not have.
 
 Like the Hub, every commit is an immutable snapshot (a manifest from path to content-addressed blob) with a
