@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Train the "Attention Is All You Need" Transformer on CMUdict grapheme-to-phoneme, from scratch.
+"""Train the "Attention Is All You Need" Transformer on CMUdict grapheme-to-phoneme, from scratch or fine-tuned.
 
     python examples/train_g2p.py                                   # configs/g2p-cpu.json
     python examples/train_g2p.py configs/g2p-gpu.json              # one GPU
+    python examples/train_g2p.py configs/g2p-finetune-stress.json  # fine-tune outputs/g2p-cpu into stressed phones
+    python examples/train_g2p.py --model_name_or_path user/g2p --trust_remote_code true ...   # from the Hub
     python examples/train_g2p.py configs/g2p-cpu.json --max_steps 20 --output_dir /tmp/x   # any field overridden
     torchrun --nproc_per_node 2 examples/train_g2p.py ...          # DDP (gloo on CPU)
 
@@ -44,7 +46,22 @@ EXAMPLE_WORDS = ["huggingface", "vaswani", "tokenizer", "backprop", "grapheme", 
 
 @dataclass
 class ModelArguments:
-    """The Transformer's size (MinimalTransformerConfig fields); the vocabulary comes from the tokenizer."""
+    """The Transformer's size (MinimalTransformerConfig fields; the vocabulary comes from the tokenizer), or the
+    trained model to fine-tune, whose size and tokenizer come with it."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Fine-tune this trained model (a folder written by this script, or a Hub id) instead of "
+            "training a new one; size flags must then agree with it."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "With --model_name_or_path: run the model code saved with it, as users without hf_minimal do."
+        },
+    )
 
     d_model: int = field(default=128, metadata={"help": "Width of the model (the paper's base: 512)."})
     encoder_layers: int = field(default=3, metadata={"help": "Encoder layers N."})
@@ -52,6 +69,9 @@ class ModelArguments:
     num_heads: int = field(default=4, metadata={"help": "Attention heads h."})
     d_ff: int = field(default=512, metadata={"help": "Feed-forward inner width."})
     dropout: float = field(default=0.1, metadata={"help": "P_drop on sublayer outputs and embeddings."})
+
+
+SIZE_FIELDS = ("d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff")  # fixed by a loaded model
 
 
 @dataclass
@@ -259,6 +279,11 @@ def write_model_card(output_dir: str, results: dict) -> None:
         for key, scores in results["test"].items()
         for metric in ("wer", "per")
     ]
+    base = results.get("base_model")
+    # The Hub reads base_model as a repo id: a local folder is named in the text and results.json only.
+    hub_base = (
+        {"base_model": base["name_or_path"], "base_model_relation": "finetune"} if base and base["is_hub_id"] else {}
+    )
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
@@ -266,7 +291,13 @@ def write_model_card(output_dir: str, results: dict) -> None:
         tags=["grapheme-to-phoneme", "g2p", "cmudict", "minimal_transformer"],
         model_name=Path(output_dir).name,
         eval_results=eval_results,
+        **hub_base,
     )
+    origin = "trained from scratch"
+    if base:
+        grown = f", its vocabulary grown by {base['new_tokens']} tokens" if base["new_tokens"] else ""
+        base_wer = f" (test WER {base['test']['beam1']['wer']:.2f}% greedy)" if base.get("test") else ""
+        origin = f"fine-tuned from `{base['name_or_path']}`{base_wer}{grown},"
     rows = "\n".join(
         f"| {'greedy' if key == 'beam1' else 'beam ' + key[4:]} | {s['per']:.2f} | {s['wer']:.2f} | {s['words']} |"
         for key, s in results["test"].items()
@@ -280,7 +311,7 @@ def write_model_card(output_dir: str, results: dict) -> None:
 # CMUdict grapheme-to-phoneme: the "Attention Is All You Need" Transformer
 
 An encoder-decoder Transformer exactly as in Vaswani et al. (2017) (post-LN, sinusoidal positions, √d_model
-embedding scale, one embedding matrix shared by source, target and output projection), trained from scratch
+embedding scale, one embedding matrix shared by source, target and output projection), {origin}
 to spell English words in ARPAbet phones ({stress}). {results["num_parameters"]:,} parameters.
 
 ## Data and split
@@ -350,6 +381,39 @@ def check_resume(checkpoint: str, expected: dict) -> None:
         )
 
 
+def load_base_model(model_args: ModelArguments, keep_stress: bool, recipe: dict) -> tuple:
+    """(model, tokenizer, base) to fine-tune: the trained model and its tokenizer, the vocabulary grown to the task's
+    phones (g2p.grow_vocabulary: old ids keep their meaning, new stressed vowels start from their base vowel), and
+    what results.json and the model card record of the base."""
+    source = model_args.model_name_or_path
+    overrides = {"dropout": model_args.dropout} if "dropout" in recipe else {}  # a training choice, not a size
+    model, tokenizer = g2p.load_model(source, "cpu", model_args.trust_remote_code or None, **overrides)
+    contradicting = [
+        f"{name}={recipe[name]} (the model has {getattr(model.config, name)})"
+        for name in SIZE_FIELDS
+        if name in recipe and recipe[name] != getattr(model.config, name)
+    ]
+    if contradicting:
+        raise SystemExit(
+            f"--model_name_or_path {source}: {', '.join(contradicting)}. A loaded model keeps its size: drop these "
+            f"from the command line and the recipe (configs/g2p-finetune-stress.json sets none)."
+        )
+    base_vocab = len(tokenizer)
+    tokenizer = g2p.grow_vocabulary(model, tokenizer, keep_stress=keep_stress)
+    results = Path(source, "results.json")
+    base = {
+        "name_or_path": source,
+        "is_hub_id": not Path(source).expanduser().is_dir(),
+        "model_code": type(model).__module__,
+        "num_parameters": model.num_parameters(),
+        "vocab_size": base_vocab,
+        "new_tokens": len(tokenizer) - base_vocab,
+        "test": json.loads(results.read_text()).get("test") if results.is_file() else None,
+    }
+    print(f"Fine-tuning {source} ({type(model).__module__}); vocabulary {base_vocab} -> {len(tokenizer)} tokens")
+    return model.train(), tokenizer, base
+
+
 def main(argv: list[str] | None = None) -> None:
     model_args, g2p_args, args, recipe = parse_args(sys.argv[1:] if argv is None else argv)
     budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction, start=process_start_time())
@@ -359,9 +423,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("Launched with several processes, but transformers set up no DDP: on CPU pass --use_cpu true.")
     set_seed(args.seed)
 
-    tokenizer = g2p.build_tokenizer(keep_stress=g2p_args.keep_stress)
+    if model_args.model_name_or_path:
+        model, tokenizer, base = load_base_model(model_args, g2p_args.keep_stress, recipe)
+        size = {name: getattr(model.config, name) for name in (*SIZE_FIELDS, "dropout")}
+    else:
+        tokenizer, base = g2p.build_tokenizer(keep_stress=g2p_args.keep_stress), None
+        size = {name: getattr(model_args, name) for name in (*SIZE_FIELDS, "dropout")}
     if args.resume_from_checkpoint:
-        check_resume(args.resume_from_checkpoint, {"vocab_size": len(tokenizer), **dataclasses.asdict(model_args)})
+        check_resume(args.resume_from_checkpoint, {"vocab_size": len(tokenizer), **size})
     data = g2p.load_cmudict(keep_stress=g2p_args.keep_stress)
     train_words = sample(data["train"], g2p_args.max_train_samples, args.seed)
     eval_words = sample(data["validation"], g2p_args.max_eval_samples, args.seed)
@@ -369,16 +438,17 @@ def main(argv: list[str] | None = None) -> None:
     train_dataset = g2p.tokenize_split(train_words, tokenizer)
     eval_dataset = g2p.tokenize_split(eval_words, tokenizer, every_pronunciation=False)
 
-    config = MinimalTransformerConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.bos_token_id,
-        max_position_embeddings=tokenizer.model_max_length,
-        **dataclasses.asdict(model_args),
-    )
-    model = AutoModelForSeq2SeqLM.from_config(config)
+    if base is None:
+        config = MinimalTransformerConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.bos_token_id,
+            max_position_embeddings=tokenizer.model_max_length,
+            **size,
+        )
+        model = AutoModelForSeq2SeqLM.from_config(config)
     model.generation_config.max_length = args.generation_max_length or 64  # for users' plain `generate()` calls
     references = dict(zip(eval_words["word"], eval_words["pronunciations"], strict=True))
     trainer = Seq2SeqTrainer(
@@ -420,6 +490,7 @@ def main(argv: list[str] | None = None) -> None:
             },
             "hardware": hardware(),
             "recipe": recipe,
+            "base_model": base,
         }
         results.update(score_saved_model(args.output_dir, data, g2p_args, args.per_device_eval_batch_size))
         results["job_seconds"] = round(time.time() - budget.start, 1)  # start-up to test scores, card excluded

