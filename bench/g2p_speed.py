@@ -8,8 +8,9 @@ Rows: `g2p.transcribe` greedy (the fast path: `g2p.greedy_decode`), plain `model
 did before), and beam 5 through `generate`. Each is timed after a warm-up pass, over the same 6,295 test words in
 the same length-sorted batches of 256; the fast path's tokens are compared with generate's word by word. The
 arithmetic per word counts the multiply-adds of every linear layer and attention product at the words' real
-lengths (2 FLOP each), and the peak is `torch.mm` of (256 x d_model) @ (d_model x d_ff) on this machine, so the
-fraction says how much of the time goes into matrix products at all. Numbers: docs/performance.md.
+lengths (2 FLOP each), and the peak is `torch.mm` of (256 x d_model) @ (d_model x d_ff) on this machine and the
+same threads, so the fraction says how much of the time goes into matrix products at all. Numbers:
+docs/performance.md.
 """
 
 import argparse
@@ -101,7 +102,7 @@ def main() -> None:
     letters = sum(len(w) + 1 for w in words) / len(words)
     phones = sum(len(p.split()) + 1 for p in plain) / len(words)
     flops = flops_per_word(model.config, letters, phones)
-    peak = matmul_peak(model.config.d_model, model.config.d_ff) * args.threads  # one product's rate x threads
+    peak = matmul_peak(model.config.d_model, model.config.d_ff)  # on the same threads
     for row in rows.values():
         row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
         row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)

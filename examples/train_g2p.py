@@ -4,7 +4,7 @@
     python examples/train_g2p.py                                   # configs/g2p-cpu.json
     python examples/train_g2p.py configs/g2p-gpu.json              # one GPU
     python examples/train_g2p.py configs/g2p-finetune-stress.json  # fine-tune outputs/g2p-cpu into stressed phones
-    python examples/train_g2p.py --model_name_or_path user/g2p --trust_remote_code true ...   # from the Hub
+    python examples/train_g2p.py configs/g2p-finetune-stress.json --model_name_or_path user/g2p   # from the Hub
     python examples/train_g2p.py configs/g2p-cpu.json --max_steps 20 --output_dir /tmp/x   # any field overridden
     torchrun --nproc_per_node 2 examples/train_g2p.py ...          # DDP (gloo on CPU)
 
@@ -54,12 +54,6 @@ class ModelArguments:
         metadata={
             "help": "Fine-tune this trained model (a folder written by this script, or a Hub id) instead of "
             "training a new one; size flags must then agree with it."
-        },
-    )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={
-            "help": "With --model_name_or_path: run the model code saved with it, as users without hf_minimal do."
         },
     )
 
@@ -387,7 +381,7 @@ def load_base_model(model_args: ModelArguments, keep_stress: bool, recipe: dict)
     what results.json and the model card record of the base."""
     source = model_args.model_name_or_path
     overrides = {"dropout": model_args.dropout} if "dropout" in recipe else {}  # a training choice, not a size
-    model, tokenizer = g2p.load_model(source, "cpu", model_args.trust_remote_code or None, **overrides)
+    model, tokenizer = g2p.load_model(source, "cpu", **overrides)
     contradicting = [
         f"{name}={recipe[name]} (the model has {getattr(model.config, name)})"
         for name in SIZE_FIELDS

@@ -4,14 +4,17 @@ named in the card and results.json, and transfer that beats training from scratc
 
 import glob
 import json
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_config
 from huggingface_hub import ModelCard
+from test_auto import BLOCK_HF_MINIMAL
 from test_train_g2p import ROOT, SCRIPT, TINY, load_script, run
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -47,7 +50,7 @@ def final_eval_loss(out: Path) -> float:
 def base(tmp_path_factory) -> Path:
     """A tiny stress-less model trained long enough to have learned letter-to-phone rules (validation WER < 100)."""
     out = tmp_path_factory.mktemp("finetune") / "base"
-    steps = ["--max_steps", "400", "--eval_steps", "400", "--save_steps", "400", "--max_train_samples", "8000"]
+    steps = ["--max_steps", "1200", "--eval_steps", "1200", "--save_steps", "1200", "--max_train_samples", "20000"]
     results = train(out, *TINY, *steps)
     assert results["test"]["beam1"]["per"] < 60  # far from an untrained model's ~100
     return out
@@ -118,43 +121,46 @@ def test_fine_tuning_beats_training_from_scratch_for_the_same_steps(base, tmp_pa
 )
 def test_size_flags_that_contradict_the_loaded_model_are_refused(base, flags, named):
     script = load_script()
-    with pytest.raises(SystemExit, match=rf"--model_name_or_path .*base: {named}.*drop these"):
+    with pytest.raises(SystemExit, match=rf"--model_name_or_path .*base: {re.escape(named)}.*drop these"):
         script.main([FINETUNE_RECIPE, "--model_name_or_path", str(base), *flags, "--output_dir", "/nonexistent"])
     # The default recipe sets the default model's size (d_model 128), which this tiny base contradicts too.
     with pytest.raises(SystemExit, match=r"d_model=128 \(the model has 32\)"):
         script.main(["--model_name_or_path", str(base), "--output_dir", "/nonexistent"])
 
 
-def test_fine_tunes_from_a_hub_id_with_the_models_own_code(base, hub, hub_env, tmp_path):
-    """The base on the (loopback) Hub; `--trust_remote_code true` runs the code pushed with it, not this package's."""
+def test_fine_tunes_from_a_hub_id_and_shares_a_model_that_loads_without_the_package(base, hub, hub_env, tmp_path):
+    """The base on the (loopback) Hub; fine-tuned from its id, pushed, and loaded where hf_minimal is blocked."""
     env = {**hub_env("finetune"), "OMP_NUM_THREADS": "1"}
-    upload = (
+    upload = (  # the weights, config, tokenizer and the model code, as train_g2p.py --push_to_hub publishes them
         "import sys; from huggingface_hub import HfApi; api = HfApi(); api.create_repo('me/g2p-base'); "
-        "api.upload_folder(repo_id='me/g2p-base', folder_path=sys.argv[1], allow_patterns=['*.json', '*.safetensors'])"
+        "api.upload_folder(repo_id='me/g2p-base', folder_path=sys.argv[1], allow_patterns=['*.json', '*.safetensors', "
+        "'*.py'])"
     )
     subprocess.run([sys.executable, "-c", upload, str(base)], env=env, check=True, capture_output=True, timeout=120)
-    assert {"config.json", "model.safetensors", "tokenizer.json", "modeling_minimal_transformer.py"} - set(
-        hub.file_list("me/g2p-base")
-    ) == {"modeling_minimal_transformer.py"}
-    subprocess.run(  # the model code too: what users without hf_minimal run
-        [sys.executable, "-c", upload.replace("'*.json', '*.safetensors'", "'*.py'"), str(base)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
     steps = ["--max_steps", "10", "--eval_steps", "10", "--save_steps", "10", "--max_train_samples", "200"]
-    flags = ["--model_name_or_path", "me/g2p-base", "--trust_remote_code", "true", *steps]
-    results = train(tmp_path / "tuned", FINETUNE_RECIPE, *flags, env=env)
+    push = ["--push_to_hub", "true", "--hub_model_id", "me/g2p-stress"]
+    results = train(tmp_path / "tuned", FINETUNE_RECIPE, "--model_name_or_path", "me/g2p-base", *steps, *push, env=env)
     recorded = results["base_model"]
-    assert recorded["is_hub_id"] and recorded["model_code"].startswith("transformers_modules.")
-    assert recorded["new_tokens"] == 45 and recorded["test"] is None
-    card = ModelCard.load(tmp_path / "tuned" / "README.md")
+    assert recorded["name_or_path"] == "me/g2p-base" and recorded["is_hub_id"]
+    assert recorded["new_tokens"] == 45 and recorded["test"] is None  # no results.json of the base read locally
+    card = ModelCard(hub.read("me/g2p-stress", "README.md").decode())
     assert card.data.base_model == "me/g2p-base" and card.data.base_model_relation == "finetune"
-    # The fine-tuned folder carries the model code again, so it loads where hf_minimal is not installed either.
-    assert (tmp_path / "tuned" / "modeling_minimal_transformer.py").is_file()
-    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
-    assert config["vocab_size"] == 117 and "AutoModelForSeq2SeqLM" in config["auto_map"]
+    assert "fine-tuned from `me/g2p-base`" in card.text
+    load = BLOCK_HF_MINIMAL + textwrap.dedent(
+        """
+        import json
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained("me/g2p-stress", trust_remote_code=True)
+        model = AutoModelForSeq2SeqLM.from_pretrained("me/g2p-stress", trust_remote_code=True)
+        batch = tokenizer(["hello"], return_tensors="pt")
+        phones = tokenizer.batch_decode(model.generate(**batch, max_length=12), skip_special_tokens=True)
+        print(json.dumps({"module": type(model).__module__, "vocab": len(tokenizer), "phones": phones}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["module"].startswith("transformers_modules.") and loaded["vocab"] == 117
     assert hub.server_errors == []
 
 
