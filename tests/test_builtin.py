@@ -145,6 +145,27 @@ def test_static_cache_step_by_step_matches_the_float64_reference(attn):
     np.testing.assert_allclose(torch.stack(steps).detach().numpy(), expected, rtol=0, atol=1e-10)
 
 
+def test_compiled_static_cache_decoding_matches_the_float64_reference():
+    """The compiled path is exact too: inductor, fullgraph, float64, token by token into a static cache."""
+    torch.manual_seed(1)
+    cfg = tiny_config(decoder_layers=1)
+    model = MinimalTransformerForConditionalGeneration(cfg).double().eval()
+    src, tgt = SRC[:1], TGT[:1]
+    encoder_outputs = model.get_encoder()(input_ids=src)
+    step = torch.compile(model, fullgraph=True)
+    cache = EncoderDecoderCache(StaticCache(config=cfg, max_cache_len=8), DynamicCache())
+    try:
+        with torch.no_grad():
+            logits = [
+                step(encoder_outputs=encoder_outputs, decoder_input_ids=tgt[:, t : t + 1], cache=cache).logits[0, 0]
+                for t in range(tgt.size(1))
+            ]
+    finally:
+        torch._dynamo.reset()
+    expected = Reference(model.state_dict(), cfg).logits(src[0].tolist(), tgt[0].tolist())
+    np.testing.assert_allclose(torch.stack(logits).numpy(), expected, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generate_with_a_static_cache_gives_the_dynamic_cache_tokens(model, attn, num_beams):
