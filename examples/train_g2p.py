@@ -153,7 +153,8 @@ class Budget(TrainerCallback):
     every 10 steps; under DDP the ranks agree on the slowest one, so they also agree on every learning rate.
 
     A time budget turns machine speed into steps, so one minute into training it prints the steps per second
-    reached and warns when the load average shows other work competing for the cores (`speed` keeps both).
+    reached and warns when the load average shows other work competing for the cores (`speed` keeps both), and
+    `curve` records each validation WER with the seconds since the job started (time to quality).
     """
 
     def __init__(self, minutes: float | None, cooldown: float = 0.0, start: float | None = None):
@@ -164,6 +165,7 @@ class Budget(TrainerCallback):
         self.start = time.time() if start is None else start
         self.time_spent = 0.0  # fraction of the time budget, as of the last reading
         self.speed: dict = {}
+        self.curve: list[dict] = []
 
     def lr_factor(self, step: int) -> float:
         """1 until the cool-down starts, then down linearly to 0 at the end of the budget."""
@@ -195,6 +197,11 @@ class Budget(TrainerCallback):
             control.should_training_stop = True
             control.should_evaluate |= args.eval_strategy == "steps"
             control.should_save |= args.save_strategy == "steps"
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_wer" in metrics:
+            seconds = round(time.time() - self.start, 1)
+            self.curve.append({"seconds": seconds, "step": state.global_step, "wer": metrics["eval_wer"]})
 
     def report_speed(self, state, world_size: int) -> None:
         steps = state.global_step - self.first_step
@@ -481,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
                 **budget.speed,
                 "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                 "job_seconds_before_test": round(time.time() - budget.start, 1),
+                "validation_curve": budget.curve,
             },
             "hardware": hardware(),
             "recipe": recipe,

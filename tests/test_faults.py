@@ -387,6 +387,9 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights_and_metr
     # Trainer's summary train_loss averages only the steps trained since the resume (its documented
     # num_steps_trained), so that one number differs; the per-step losses compared above do not.
     full_train, resumed_train = _strip(full_results["train"]), _strip(resumed_results["train"])
+    # The validation curve is this process's: the resumed run has the evaluations after the checkpoint, the same ones.
+    resumed_curve = resumed_train.pop("validation_curve")
+    assert resumed_curve == full_train.pop("validation_curve")[-len(resumed_curve) :] and resumed_curve
     losses = [entry["loss"] for entry in full_state["log_history"] if "loss" in entry]
     assert full_train.pop("training_loss") == pytest.approx(sum(losses) / 40, rel=1e-6)
     assert resumed_train.pop("training_loss") == pytest.approx(sum(losses[10:]) / 30, rel=1e-6)

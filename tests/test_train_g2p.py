@@ -169,6 +169,10 @@ def test_end_to_end_run_writes_results_and_a_model_card(trained):
     out, results = trained
     assert results["train"]["global_step"] == 10
     assert results["train"]["best_validation_wer"] is not None
+    curve = results["train"]["validation_curve"]  # time to quality: one point per evaluation
+    assert [point["step"] for point in curve] == [5, 10]  # eval_steps 5, then the stop at step 10
+    assert 0 < curve[0]["seconds"] < curve[1]["seconds"] < results["job_seconds"]
+    assert min(point["wer"] for point in curve) == results["train"]["best_validation_wer"]
     assert results["keep_stress"] is False and results["split_words"]["test"] > 6000
     assert results["recipe"]["max_steps"] == 500 and results["recipe"]["d_model"] == 32
     assert results["recipe"]["label_smoothing_factor"] == 0.1  # from configs/g2p-cpu.json, the default recipe
