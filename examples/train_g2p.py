@@ -186,7 +186,7 @@ class Budget(TrainerCallback):
         if state.global_step % 10:
             return
         if not self.speed and time.time() - self.train_start >= 60.0:
-            self.report_speed(state, args.world_size)
+            self.report_speed(state)
         if self.seconds is None:
             return
         elapsed = torch.tensor(time.time() - self.start, device=args.device)
@@ -203,7 +203,7 @@ class Budget(TrainerCallback):
             seconds = round(time.time() - self.start, 1)
             self.curve.append({"seconds": seconds, "step": state.global_step, "wer": metrics["eval_wer"]})
 
-    def report_speed(self, state, world_size: int) -> None:
+    def report_speed(self, state) -> None:
         steps = state.global_step - self.first_step
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         self.speed = {

@@ -220,10 +220,9 @@ def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> d
     return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
 
 
-def load_model(model_dir: str, device: str | None = None, trust_remote_code: bool | None = None, **overrides) -> tuple:
+def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
     """(model, tokenizer) through the Auto classes from a folder written by examples/train_g2p.py, or a Hub id;
-    on `device` (default: CUDA when available), in eval mode. `trust_remote_code=True` runs the model code saved
-    with it; `overrides` are config fields (e.g. dropout=0.1)."""
+    on `device` (default: CUDA when available), in eval mode. `overrides` are config fields (e.g. dropout=0.1)."""
     looks_like_a_path = model_dir.startswith(("/", ".", "~")) or model_dir.count("/") > 1  # a Hub id is "user/name"
     folder = Path(model_dir).expanduser()
     if looks_like_a_path and not folder.exists():
@@ -233,10 +232,10 @@ def load_model(model_dir: str, device: str | None = None, trust_remote_code: boo
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: copy the whole folder examples/train_g2p.py wrote.")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except ValueError as error:  # a damaged tokenizer.json gives json's JSONDecodeError, a ValueError
         raise ValueError(f"{folder / 'tokenizer.json'} cannot be read ({error}): copy it again.") from error
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, trust_remote_code=trust_remote_code, **overrides)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, **overrides)
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval(), tokenizer
 
 

@@ -381,7 +381,7 @@ class MinimalTransformerDecoder(MinimalTransformerStack):
         past_length = cache.get_seq_length() if cache is not None else 0  # a tensor for a static cache
         hidden_states = self.embed(input_ids, inputs_embeds, start=past_length)
         T = hidden_states.size(1)
-        self_mask = decoder_self_attention_mask(attention_mask, T, past_length, cache, hidden_states)
+        self_mask = decoder_self_attention_mask(attention_mask, T, past_length, cache, hidden_states.device)
         cross_mask = padding_mask(encoder_attention_mask)
         all_hidden, all_self, all_cross = [], [], []
         for layer in self.layers:
@@ -412,7 +412,7 @@ def decoder_self_attention_mask(
     length: int,
     past_length: int | torch.Tensor,
     cache: Cache | None,
-    hidden_states: torch.Tensor,
+    device: torch.device,
 ) -> torch.Tensor | None:
     """The decoder's causal mask (Section 3.2.3) for `length` new queries after `past_length` cached positions,
     combined with the decoder padding mask; None where the attention functions' `is_causal` suffices.
@@ -434,7 +434,7 @@ def decoder_self_attention_mask(
                 f"({past_length} cached + {length} new); pass a mask for every position, cached ones included."
             )
         attention_mask = F.pad(attention_mask, (0, key_length - attention_mask.size(-1)))  # the unwritten slots
-    mask = causal_mask(length, key_length, hidden_states.device, start=past_length)  # (1, 1, T, S)
+    mask = causal_mask(length, key_length, device, start=past_length)  # (1, 1, T, S)
     return mask if attention_mask is None else mask & padding_mask(attention_mask)
 
 
@@ -498,11 +498,11 @@ class MinimalTransformerPreTrainedModel(PreTrainedModel):
         # A tied name (encoder.embed_tokens is shared) is reported missing when its source was re-initialised.
         params = dict(model.named_parameters(remove_duplicate=False))
         loaded = {id(p) for k, p in params.items() if k not in info["missing_keys"]}
-        missing = sorted(k for k in info["missing_keys"] if id(params.get(k)) not in loaded)
-        # One name per tensor, the tie's source (model.shared.weight) rather than its copies.
+        # One name per unloaded tensor: the tie's source (model.shared.weight) rather than its copies.
         tied_copies, by_tensor = set(cls._tied_weights_keys or {}), {}
-        for key in sorted(missing, key=lambda k: k in tied_copies):
-            by_tensor.setdefault(id(params.get(key)), key)
+        for key in sorted(info["missing_keys"], key=lambda k: (k in tied_copies, k)):
+            if id(params.get(key)) not in loaded:
+                by_tensor.setdefault(id(params.get(key)), key)
         missing = sorted(by_tensor.values())
         for keys, problem in ((missing, "lacks {}"), (unexpected, "has {} extra")):
             if keys:
