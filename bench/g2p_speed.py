@@ -1,16 +1,25 @@
-"""Transcription speed of a trained G2P model on the whole test split: words per second, and how close to the
-CPU's matrix-multiply peak it runs.
+"""Transcription speed of a trained G2P model on the whole test split, against MarianMT and Phonetisaurus: words per
+second, and how close to the CPU's matrix-multiply peak transcription and a training step run.
 
     python bench/g2p_speed.py                          # outputs/g2p-cpu (the main job's model), 2 threads
     python bench/g2p_speed.py outputs/g2p-cpu --threads 1 --json speed.json
+    python bench/g2p_speed.py outputs/g2p-cpu --phonetisaurus /tmp/phonetisaurus   # + Phonetisaurus (baselines extra)
 
-Rows: `g2p.transcribe` greedy (the fast path: `g2p.greedy_decode`), plain `model.generate` greedy (what transcribe
-did before), and beam 5 through `generate`. Each is timed after a warm-up pass, over the same 6,295 test words in
-the same length-sorted batches of 256; the fast path's tokens are compared with generate's word by word. The
-arithmetic per word counts the multiply-adds of every linear layer and attention product at the words' real
-lengths (2 FLOP each), and the peak is `torch.mm` of (256 x d_model) @ (d_model x d_ff) on this machine and the
-same threads, so the fraction says how much of the time goes into matrix products at all. Numbers:
-docs/performance.md.
+Rows, all over the same 6,295 test words in the same length-sorted batches of 256, each timed after a warm-up pass
+(best of --repeats):
+- ours: `g2p.transcribe` greedy (the fast path: `g2p.greedy_decode` on single-threaded workers), plain
+  `model.generate` greedy with the dynamic cache (the reference for the tokens), and `g2p.transcribe` beam 5;
+- MarianMT with our trained weights (the same architecture: post-LN, ReLU, sinusoidal positions, √d_model scaling,
+  tied embeddings; our positional table copied in, its logits checked equal to ours): `generate` greedy with the
+  dynamic cache, and with a static cache + `torch.compile` (transformers' compiled generation, max_length fixed
+  so one graph serves every batch; the compilation is in the warm-up, not the time);
+- Phonetisaurus (with --phonetisaurus DIR and the `baselines` extra): trained on our train split as
+  bench/g2p_baselines.py does (kept in DIR and reused), decoding on one core.
+Every row's tokens are compared with ours from plain generate word by word. The arithmetic per word counts the
+multiply-adds of every linear layer and attention product at the words' real lengths (2 FLOP each); a training step
+is the recipe's (a length-grouped batch of 32 pairs, forward + backward + fused AdamW, one thread as under DDP)
+and counts 3x its forward FLOPs. The peak is `torch.mm` of (256 x d_model) @ (d_model x d_ff) on the same threads.
+Numbers: docs/performance.md.
 """
 
 import argparse
@@ -18,11 +27,18 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
+from transformers import CompileConfig, DataCollatorForSeq2Seq, MarianMTModel
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+import throughput  # beside this file: its Marian of a given size
+
 from hf_minimal import g2p
+
+BATCH = 256
 
 
 def matmul_peak(d_model: int, d_ff: int, rows: int = 256, seconds: float = 1.0) -> float:
@@ -51,7 +67,7 @@ def flops_per_word(config, letters: float, phones: float) -> float:
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
-    fn()  # warm-up: allocations, kernels chosen
+    fn()  # warm-up: allocations, kernels chosen, graphs compiled
     best, out = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -60,18 +76,104 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return best, out
 
 
-def plain_generate(model, tokenizer, words, num_beams: int) -> list[str]:
-    """transcribe's batching with model.generate for every beam width: the path before the fast one."""
+def batched_generate(model, tokenizer, words, max_length: int | None = None, **generate_kwargs) -> list[str]:
+    """transcribe's length-sorted batches through model.generate on the calling thread: the path users start with."""
     order = sorted(range(len(words)), key=lambda i: len(words[i]))
     results = [""] * len(words)
-    for start in range(0, len(order), 256):
-        chunk = order[start : start + 256]
+    for start in range(0, len(order), BATCH):
+        chunk = order[start : start + BATCH]
         batch = tokenizer([words[i] for i in chunk], return_tensors="pt", padding=True)
-        max_length = 2 * batch["input_ids"].size(1) + 8
-        generated = model.generate(**batch, num_beams=num_beams, max_length=max_length, do_sample=False)
+        length = max_length or 2 * batch["input_ids"].size(1) + 8
+        generated = model.generate(**batch, max_length=length, do_sample=False, **generate_kwargs)
         for i, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
             results[i] = text
     return results
+
+
+def marian_twin(model) -> MarianMTModel:
+    """A MarianMTModel holding our trained weights: BART-style names match one to one, Marian's sinusoid (sines,
+    then cosines) is replaced by our interleaved table, and its logits are checked against ours."""
+    c = model.config
+    if c.norm_first or c.layer_norm_eps != 1e-5 or not c.scale_embedding:
+        raise SystemExit("The Marian twin needs a post-LN model with LayerNorm eps 1e-5 (MarianMT's only form).")
+    if (c.pad_token_id, c.decoder_start_token_id, c.eos_token_id) != (throughput.PAD, throughput.BOS, throughput.EOS):
+        raise SystemExit("The Marian twin needs the G2P tokenizer's special ids (pad 0, start 1, end 2).")
+    size = replace(
+        throughput.G2P, vocab_size=c.vocab_size, d_model=c.d_model, encoder_layers=c.encoder_layers,
+        decoder_layers=c.decoder_layers, heads=c.num_heads, d_ff=c.d_ff, max_positions=c.max_position_embeddings,
+    )  # fmt: skip
+    marian = throughput.build("marian", size, dropout=0.0).eval()  # bench/throughput.py's Marian of that size
+    missing = set(marian.load_state_dict(model.state_dict(), strict=False).missing_keys)
+    pe = model.model.encoder.embed_positions.pe.float()
+    with torch.no_grad():
+        for stack in (marian.model.encoder, marian.model.decoder):
+            stack.embed_positions.weight.copy_(pe[: stack.embed_positions.weight.size(0)])
+    expected = {"final_logits_bias", "model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"}
+    if missing - expected:
+        raise SystemExit(f"Marian twin: weights not carried over: {sorted(missing - expected)}")
+    ids = torch.randint(4, c.vocab_size, (3, 9))
+    labels = torch.randint(4, c.vocab_size, (3, 7))
+    with torch.no_grad():
+        ours, theirs = model(input_ids=ids, labels=labels).logits, marian(input_ids=ids, labels=labels).logits
+    if not torch.allclose(ours, theirs, atol=1e-4):
+        raise SystemExit(f"Marian twin: logits differ by {(ours - theirs).abs().max():.2e}; the mapping is wrong.")
+    marian.generation_config.bad_words_ids = None  # generate exactly what ours does (no token banned)
+    return marian
+
+
+def training_step_gflops(model, tokenizer, train, batch_size: int = 32, steps: int = 30) -> dict:
+    """GFLOP/s of the recipe's training step on the current threads: forward + backward + fused AdamW on
+    length-grouped batches of real training pairs (3x the forward FLOPs)."""
+    model = type(model)(model.config).train()  # a fresh copy: the trained one is not touched
+    dataset = g2p.tokenize_split(train.select(range(8 * batch_size * steps)), tokenizer)
+    collate = DataCollatorForSeq2Seq(tokenizer, model=model)
+    rows = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))  # as group_by_length does
+    batches = [collate([dataset[i] for i in rows[j : j + batch_size]]) for j in range(0, len(rows), 8 * batch_size)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+    def step(batch):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for batch in batches[:3]:
+        step(batch)
+    start = time.perf_counter()
+    for batch in batches:
+        step(batch)
+    seconds = (time.perf_counter() - start) / len(batches)
+    flops = 0.0
+    for batch in batches:
+        B, S = batch["input_ids"].shape
+        T = batch["labels"].size(1)
+        flops += 3 * B * flops_per_padded_pair(model.config, S, T)
+    return {"ms_per_step": round(1000 * seconds, 1), "gflop_per_second": round(flops / len(batches) / seconds / 1e9, 2)}
+
+
+def flops_per_padded_pair(config, source: int, target: int) -> float:
+    """Forward FLOPs of one teacher-forced pair padded to `source` and `target` tokens (all positions at once)."""
+    d, f, S, T = config.d_model, config.d_ff, source, target
+    encoder = config.encoder_layers * (S * (4 * d * d + 2 * d * f) + 2 * S * S * d)
+    decoder = config.decoder_layers * (T * (6 * d * d + 2 * d * f) + S * 2 * d * d + 2 * T * T * d + 2 * T * S * d)
+    return 2 * (encoder + decoder + T * d * config.vocab_size)
+
+
+def phonetisaurus_row(workdir: str, train, words: list[str]) -> tuple[float, list[str]]:
+    """Phonetisaurus's best decoding seconds and outputs (one core), training it first unless DIR has model.fst."""
+    import g2p_baselines  # beside this file
+
+    folder = Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fst = folder / "model.fst"
+    if not fst.is_file():
+        print(f"training Phonetisaurus into {folder} (~5 CPU-minutes, once) ...", flush=True)
+        fst, _ = g2p_baselines.train_phonetisaurus(train, folder)
+    g2p_baselines.decode_phonetisaurus(fst, words[:256], folder)  # warm-up: the FST into the page cache
+    best = (float("inf"), None)
+    for _ in range(3):
+        outputs, seconds = g2p_baselines.decode_phonetisaurus(fst, words, folder)
+        best = min(best, (seconds, outputs), key=lambda pair: pair[0])
+    return best
 
 
 def main() -> None:
@@ -79,53 +181,91 @@ def main() -> None:
     parser.add_argument("model_dir", nargs="?", default="outputs/g2p-cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--phonetisaurus", metavar="DIR", help="also time Phonetisaurus, its model kept in DIR")
+    parser.add_argument("--no-marian", action="store_true", help="skip the MarianMT rows (its compile takes ~1 min)")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = g2p.load_model(args.model_dir, "cpu")
-    data = g2p.load_cmudict(keep_stress=g2p.keeps_stress(tokenizer))["test"]
-    words, references = data["word"], data["pronunciations"]
+    data = g2p.load_cmudict(keep_stress=g2p.keeps_stress(tokenizer))
+    words, references = list(data["test"]["word"]), list(data["test"]["pronunciations"])
     load = os.getloadavg()[0]
 
-    rows = {}
-    for name, fn in {
-        "transcribe greedy (fast path)": lambda: g2p.transcribe(model, tokenizer, words),
-        "generate greedy": lambda: plain_generate(model, tokenizer, words, 1),
-        "transcribe beam 5 (generate)": lambda: g2p.transcribe(model, tokenizer, words, num_beams=5),
-    }.items():
-        seconds, out = timed(fn, args.repeats if "beam" not in name else 1)
-        rows[name] = {"seconds": round(seconds, 3), "words_per_second": round(len(words) / seconds), "outputs": out}
-        print(f"{name:<32} {len(words) / seconds:8.0f} words/s  ({seconds:.2f} s)", flush=True)
+    candidates = {
+        "ours: transcribe greedy (fast path)": lambda: g2p.transcribe(model, tokenizer, words),
+        "ours: generate greedy (dynamic cache)": lambda: batched_generate(model, tokenizer, words),
+        "ours: transcribe beam 5": lambda: g2p.transcribe(model, tokenizer, words, num_beams=5),
+    }
+    if not args.no_marian:
+        marian = marian_twin(model)
+        longest = max(len(w) for w in words) + 1
+        compiled = CompileConfig(fullgraph=True, dynamic=True, mode="default")
+        compiled._compile_all_devices = True  # transformers compiles on CUDA only unless told
+        candidates |= {
+            "Marian: generate greedy (dynamic cache)": lambda: batched_generate(marian, tokenizer, words),
+            "Marian: generate greedy (static cache + compile)": lambda: batched_generate(
+                marian, tokenizer, words, 2 * longest + 8, cache_implementation="static", compile_config=compiled
+            ),
+            "Marian: generate beam 5 (dynamic cache)": lambda: batched_generate(marian, tokenizer, words, num_beams=5),
+        }
+    rows, outputs = {}, {}
 
-    fast, plain = rows["transcribe greedy (fast path)"]["outputs"], rows["generate greedy"]["outputs"]
-    differ = [(w, a, b) for w, a, b in zip(words, fast, plain, strict=True) if a != b]
+    def record(name: str, seconds: float, cores: int) -> None:
+        rows[name] = {"seconds": round(seconds, 3), "words_per_second": round(len(words) / seconds), "cores": cores}
+        print(f"{name:<50} {len(words) / seconds:8.0f} words/s  ({seconds:.2f} s, {cores} core(s))", flush=True)
+
+    for name, fn in candidates.items():
+        seconds, outputs[name] = timed(fn, 1 if "beam" in name or "static" in name else args.repeats)
+        record(name, seconds, args.threads)
+    if args.phonetisaurus:
+        name = "Phonetisaurus (process start and FST load included)"
+        seconds, outputs[name] = phonetisaurus_row(args.phonetisaurus, data["train"], words)
+        record(name, seconds, 1)
+
+    reference = outputs["ours: generate greedy (dynamic cache)"]
     letters = sum(len(w) + 1 for w in words) / len(words)
-    phones = sum(len(p.split()) + 1 for p in plain) / len(words)
+    phones = sum(len(p.split()) + 1 for p in reference) / len(words)
     flops = flops_per_word(model.config, letters, phones)
     peak = matmul_peak(model.config.d_model, model.config.d_ff)  # on the same threads
-    for row in rows.values():
-        row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
-        row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)
-    scores = {name: g2p.per_wer(row.pop("outputs"), references) for name, row in rows.items()}
+    for name, row in rows.items():
+        row["words_per_second_per_core"] = round(row["words_per_second"] / row["cores"])
+        row.update(g2p.per_wer(outputs[name], references))
+        greedy = "beam" not in name
+        row["words_differing_from_generate"] = sum(a != b for a, b in zip(outputs[name], reference, strict=True))
+        if greedy and not name.startswith("Phonetisaurus"):
+            row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
+            row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)
+    torch.set_num_threads(1)  # a training step runs on one thread per DDP process
+    peak_one = matmul_peak(model.config.d_model, model.config.d_ff)
+    training = training_step_gflops(model, tokenizer, data["train"])
+    training["fraction_of_peak"] = round(training["gflop_per_second"] / peak_one, 3)
     report = {
         "model": args.model_dir,
         "words": len(words),
         "threads": args.threads,
         "load_average_at_start": load,
+        "load_average_at_end": os.getloadavg()[0],
         "mflop_per_word_greedy": round(flops / 1e6, 2),
         "matmul_peak_gflop_per_second": round(peak, 1),
+        "matmul_peak_gflop_per_second_one_thread": round(peak_one, 1),
         "rows": rows,
-        "scores": scores,
-        "words_differing_fast_vs_generate": len(differ),
-        "examples_differing": differ[:10],
+        "training_step": training,
     }
-    print(f"{flops / 1e6:.1f} MFLOP per word greedy; matmul peak {peak:.0f} GFLOP/s on {args.threads} thread(s)")
+    print(f"\n{'row':<50} {'words/s':>8} {'per core':>8} {'WER %':>6} {'differ':>6} {'% of peak':>9}")
     for name, row in rows.items():
-        print(f"{name:<32} {row['gflop_per_second']:6.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of peak")
-    print(f"fast path vs generate: {len(differ)} of {len(words)} words differ; load average {load:.1f}")
+        share = f"{100 * row['fraction_of_peak']:.0f}" if "fraction_of_peak" in row else ""
+        print(
+            f"{name:<50} {row['words_per_second']:8,} {row['words_per_second_per_core']:8,} {row['wer']:6.2f} "
+            f"{row['words_differing_from_generate']:6} {share:>9}"
+        )
+    print(
+        f"{flops / 1e6:.1f} MFLOP per word greedy; matmul peak {peak:.0f} GFLOP/s on {args.threads} thread(s), "
+        f"{peak_one:.0f} on one; training step (batch 32, 1 thread): {training['ms_per_step']} ms, "
+        f"{training['gflop_per_second']} GFLOP/s = {100 * training['fraction_of_peak']:.0f}% of peak; "
+        f"load average {load:.1f} -> {report['load_average_at_end']:.1f}"
+    )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -63,9 +63,13 @@ class ModelArguments:
     num_heads: int = field(default=4, metadata={"help": "Attention heads h."})
     d_ff: int = field(default=512, metadata={"help": "Feed-forward inner width."})
     dropout: float = field(default=0.1, metadata={"help": "P_drop on sublayer outputs and embeddings."})
+    norm_first: bool = field(
+        default=False, metadata={"help": "Pre-LN (LayerNorm before each sublayer); False is the paper's post-LN."}
+    )
 
 
-SIZE_FIELDS = ("d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff")  # fixed by a loaded model
+# Fixed by a loaded model: its weights were trained for this architecture.
+SIZE_FIELDS = ("d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff", "norm_first")
 
 
 @dataclass

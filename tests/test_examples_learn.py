@@ -226,6 +226,58 @@ def test_plot_without_matplotlib_says_how_to_install_it():
     assert 'pip install "hf-minimal[plot]"' in result.stderr
 
 
+# -- plot_training_curve.py -----------------------------------------------------------------------------------------
+
+CURVE = ROOT / "examples" / "plot_training_curve.py"
+
+
+def fake_results(folder: Path, curve: list[tuple[float, int, float]], test_wer: float = 30.0) -> Path:
+    """A results.json as examples/train_g2p.py writes it, reduced to what the plot reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    points = [{"seconds": t, "step": n, "wer": w} for t, n, w in curve]
+    results = {
+        "train": {"global_step": curve[-1][1], "validation_curve": points},
+        "recipe": {"max_eval_samples": 1000},
+        "test": {"beam1": {"per": 7.0, "wer": test_wer, "words": 6295, "seconds": 3.0}},
+        "job_seconds": curve[-1][0] + 20,
+    }  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_training_curve_plots_minutes_against_wer_with_the_test_point_and_baselines(tmp_path):
+    plot = load_script(CURVE)
+    a = plot.read_results(str(fake_results(tmp_path / "a", [(60, 1000, 60.0), (300, 5000, 40.0), (780, 13000, 31.0)])))
+    b = plot.read_results(str(fake_results(tmp_path / "b", [(90, 1000, 70.0)]) / "results.json"))  # the file itself
+    fig = plot.draw([a, b], ["A", "B"], [("Phonetisaurus (test)", 25.53)])
+    ax = fig.axes[0]
+    curve_a, test_a, curve_b, _, baseline = ax.lines
+    assert list(curve_a.get_xdata()) == [1.0, 5.0, 13.0] and list(curve_a.get_ydata()) == [60.0, 40.0, 31.0]
+    assert list(test_a.get_xdata()) == [(780 + 20) / 60] and list(test_a.get_ydata()) == [30.0]
+    assert list(curve_b.get_xdata()) == [1.5] and list(baseline.get_ydata()) == [25.53, 25.53]
+    assert "13,000 steps" in curve_a.get_label() and "test (6,295 words) 30.00%" in test_a.get_label()
+    output = tmp_path / "ttq.png"
+    plot.main([str(tmp_path / "a"), "--baseline", "P=25.5", "--output", str(output), "--dpi", "30"])
+    assert png_size(output) == (8 * 30, 5 * 30)  # documented: FIGSIZE 8 x 5 inches
+
+
+def test_training_curve_refuses_runs_without_a_curve_and_bad_arguments(tmp_path, capsys):
+    plot = load_script(CURVE)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps({"train": {"global_step": 5}}))
+    with pytest.raises(SystemExit, match=r"no train\.validation_curve"):
+        plot.main([str(old)])
+    with pytest.raises(SystemExit, match=r"No results\.json"):
+        plot.main([str(tmp_path / "missing")])
+    run_dir = fake_results(tmp_path / "ok", [(60, 1000, 60.0)])
+    with pytest.raises(SystemExit, match="1 --label for 2 runs"):
+        plot.main([str(run_dir), str(run_dir), "--label", "x"])
+    with pytest.raises(SystemExit) as usage:
+        plot.main([str(run_dir), "--baseline", "25.5"])
+    assert usage.value.code == 2 and "takes NAME=WER" in capsys.readouterr().err
+
+
 # -- docs/tour.md ---------------------------------------------------------------------------------------------------
 
 CODE_LINK = re.compile(r"\[`([^`]+)`\]\(([^)#]+\.py)#L(\d+)\)")

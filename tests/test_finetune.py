@@ -1,8 +1,10 @@
 """Fine-tuning a trained G2P model (examples/train_g2p.py --model_name_or_path): from a folder and from a Hub id,
 the vocabulary grown to stressed phones without losing what was learned, contradicting size flags refused, the base
-named in the card and results.json, and transfer that beats training from scratch for the same steps."""
+named in the card and results.json, and transfer that beats training from scratch for the same steps. The trained
+base also checks the fast transcription paths (worker threads, the speed benchmark's Marian twin)."""
 
 import glob
+import importlib.util
 import json
 import re
 import subprocess
@@ -177,3 +179,61 @@ def test_greedy_decode_gives_generates_tokens_with_rows_finishing_at_different_s
     assert got.shape == expected.shape and torch.equal(got, expected)
     transcribed = g2p.transcribe(model, tokenizer, words, batch_size=300)
     assert transcribed == tokenizer.batch_decode(expected, skip_special_tokens=True)
+
+
+def test_transcribe_on_worker_threads_gives_the_one_thread_outputs_and_restores_the_setting(base):
+    """transcribe shares batches among single-threaded workers: the same pronunciations, greedy and beam, as one
+    thread decoding them in order; torch's thread setting is back afterwards; a datasets Column is accepted."""
+    model, tokenizer = g2p.load_model(str(base))
+    words = g2p.load_cmudict()["test"].select(range(600))["word"]  # a datasets Column, as evaluate_split passes
+    listed = list(words)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sequential = {beams: g2p.transcribe(model, tokenizer, words, beams, batch_size=64) for beams in (1, 3)}
+        torch.set_num_threads(2)
+        for beams in (1, 3):
+            assert g2p.transcribe(model, tokenizer, words, beams, batch_size=64) == sequential[beams]
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    first_batch = sorted(range(len(listed)), key=lambda i: len(listed[i]))[:64]  # transcribe's first batch
+    batch = tokenizer([listed[i] for i in first_batch], return_tensors="pt", padding=True)
+    expected = model.generate(**batch, num_beams=3, max_length=2 * batch["input_ids"].size(1) + 8, do_sample=False)
+    got = [sequential[3][i] for i in first_batch]
+    assert got == tokenizer.batch_decode(expected, skip_special_tokens=True)
+
+
+def test_worker_errors_reach_the_caller_and_the_thread_setting_is_restored():
+    def fail_on_three(n):
+        if n == 3:
+            raise ValueError("three")
+        return torch.is_grad_enabled(), torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            # The workers inherit the caller's no-grad mode and run their operations on one thread.
+            assert g2p.map_on_cpu_threads(fail_on_three, [1, 2], "cpu") == [(False, 1), (False, 1)]
+            with pytest.raises(ValueError, match="three"):
+                g2p.map_on_cpu_threads(fail_on_three, [1, 2, 3, 4], "cpu")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_speed_benchmarks_marian_twin_has_our_logits_and_tokens(base, monkeypatch):
+    """bench/g2p_speed.py compares us with a MarianMTModel that holds our weights: the comparison is only fair if
+    that twin is the same function, so its greedy and beam tokens must equal ours word for word."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when run as a script: its neighbours import
+    spec = importlib.util.spec_from_file_location("g2p_speed", ROOT / "bench" / "g2p_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, tokenizer = g2p.load_model(str(base), "cpu")
+    marian = bench.marian_twin(model)  # itself refuses logits that differ by more than 1e-4
+    words = list(g2p.load_cmudict()["test"]["word"][:300])
+    for beams in (1, 3):
+        ours = bench.batched_generate(model, tokenizer, words, num_beams=beams)
+        assert bench.batched_generate(marian, tokenizer, words, num_beams=beams) == ours
+    assert g2p.transcribe(model, tokenizer, words) == bench.batched_generate(model, tokenizer, words)
