@@ -63,11 +63,12 @@ def draw(runs: list[dict], labels: list[str], baselines: list[tuple[str, float]]
     for label, results in zip(labels, runs, strict=True):
         curve = results["train"]["validation_curve"]
         samples = results.get("recipe", {}).get("max_eval_samples")
+        scored = f"{samples:,} words" if samples else "all words"
         (line,) = ax.plot(
             [point["seconds"] / 60 for point in curve],
             [point["wer"] for point in curve],
             marker=".",
-            label=f"{label}: validation ({samples or 'all'} words), {results['train']['global_step']:,} steps",
+            label=f"{label}: validation ({scored}), {results['train']['global_step']:,} steps",
         )
         test = results.get("test", {}).get("beam1")
         if test and "job_seconds" in results:

@@ -255,10 +255,14 @@ def test_training_curve_plots_minutes_against_wer_with_the_test_point_and_baseli
     assert list(curve_a.get_xdata()) == [1.0, 5.0, 13.0] and list(curve_a.get_ydata()) == [60.0, 40.0, 31.0]
     assert list(test_a.get_xdata()) == [(780 + 20) / 60] and list(test_a.get_ydata()) == [30.0]
     assert list(curve_b.get_xdata()) == [1.5] and list(baseline.get_ydata()) == [25.53, 25.53]
-    assert "13,000 steps" in curve_a.get_label() and "test (6,295 words) 30.00%" in test_a.get_label()
+    assert "(1,000 words), 13,000 steps" in curve_a.get_label() and "test (6,295 words) 30.00%" in test_a.get_label()
     output = tmp_path / "ttq.png"
     plot.main([str(tmp_path / "a"), "--baseline", "P=25.5", "--output", str(output), "--dpi", "30"])
     assert png_size(output) == (8 * 30, 5 * 30)  # documented: FIGSIZE 8 x 5 inches
+
+
+def test_the_committed_time_to_quality_picture_is_a_valid_png():
+    assert png_size(ROOT / "docs" / "time_to_quality.png") == (800, 500)
 
 
 def test_training_curve_refuses_runs_without_a_curve_and_bad_arguments(tmp_path, capsys):
