@@ -275,7 +275,8 @@ def transcribe(
 
 def map_on_cpu_threads(fn: Callable, items: Sequence, device: torch.device | str) -> list:
     """[fn(item) for item in items], in order, on torch.get_num_threads() workers whose operations run on one thread
-    each when `device` is the CPU (elsewhere, or with one thread, in the calling thread)."""
+    each when `device` is the CPU (elsewhere, or with one thread, in the calling thread). It sets torch's thread
+    count for the process while it runs, so call it from one thread at a time."""
     original = torch.get_num_threads()
     threads = min(original, len(items))
     if torch.device(device).type != "cpu" or threads < 2:
