@@ -55,11 +55,17 @@ def matmul_peak(d_model: int, d_ff: int, rows: int = 256, seconds: float = 1.0) 
     return 2 * rows * d_model * d_ff * n / (time.perf_counter() - start) / 1e9
 
 
+def encoder_macs(config, source: float) -> float:
+    """Multiply-adds of the encoder over `source` tokens: per layer the four attention projections and the FFN per
+    token, plus QKᵀ and AV over the source's keys."""
+    d, f, S = config.d_model, config.d_ff, source
+    return config.encoder_layers * (S * (4 * d * d + 2 * d * f) + 2 * S * S * d)
+
+
 def flops_per_word(config, letters: float, phones: float) -> float:
     """Forward FLOPs to transcribe a word of `letters` source tokens into `phones` target tokens (with </s>)."""
     d, f, S, T = config.d_model, config.d_ff, letters, phones
-    layer = 4 * d * d + 2 * d * f  # the four attention projections and the FFN, multiply-adds per token
-    encoder = config.encoder_layers * (S * layer + 2 * S * S * d)  # + QKᵀ and AV over S keys
+    encoder = encoder_macs(config, S)
     # Decoder, per target token: self-attention projections, cross-attention q/out (k/v once per source token),
     # the FFN, attention over the cached prefix and the source, and the output projection.
     per_step = 4 * d * d + 2 * d * d + 2 * d * f + 2 * (T / 2) * d + 2 * S * d
@@ -154,7 +160,7 @@ def training_step_gflops(model, tokenizer, train, batch_size: int = 32, steps: i
 def flops_per_padded_pair(config, source: int, target: int) -> float:
     """Forward FLOPs of one teacher-forced pair padded to `source` and `target` tokens (all positions at once)."""
     d, f, S, T = config.d_model, config.d_ff, source, target
-    encoder = config.encoder_layers * (S * (4 * d * d + 2 * d * f) + 2 * S * S * d)
+    encoder = encoder_macs(config, S)
     decoder = config.decoder_layers * (T * (6 * d * d + 2 * d * f) + S * 2 * d * d + 2 * T * T * d + 2 * T * S * d)
     return 2 * (encoder + decoder + T * d * config.vocab_size)
 
@@ -183,7 +189,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--phonetisaurus", metavar="DIR", help="also time Phonetisaurus, its model kept in DIR")
-    parser.add_argument("--no-marian", action="store_true", help="skip the MarianMT rows (its compile takes ~1 min)")
+    parser.add_argument("--no-marian", action="store_true", help="skip the MarianMT rows (~20 s, its compile included)")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
