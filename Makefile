@@ -1,18 +1,21 @@
 # The two commands of the README, each doing its own one-time set-up on a fresh clone:
-#   make train    set up .venv, train the default CMUdict G2P model (2 DDP processes), evaluate, save, reload, predict
+#   make train    set up .venv, train the default CMUdict G2P model (one process, a thread per core), evaluate, save,
+#                 reload, predict
 #   make test     set up .venv, run the tests
 # Set-up is idempotent: once .venv matches pyproject.toml and TORCH, it is skipped in well under a second.
 #
 # Knobs (make VAR=value):
 #   TORCH   the torch requirement installed first. The default is the CPU wheel; a bare `torch` would pull a
-#           multi-GB CUDA build. On a GPU machine: make train TORCH=torch RECIPE=configs/g2p-gpu.json NPROC=1
-#   RECIPE  the training recipe (configs/*.json);  NPROC  processes for torchrun;  ARGS  extra flags, e.g.
+#           multi-GB CUDA build. On a GPU machine: make train TORCH=torch RECIPE=configs/g2p-gpu.json
+#   RECIPE  the training recipe (configs/*.json);  NPROC  training processes: 1 (the default) runs one process with a
+#           torch thread per core, more run torchrun DDP with one thread each (the recipe's batch is per process:
+#           NPROC=2 ARGS="--per_device_train_batch_size 32" keeps its global batch of 64);  ARGS  extra flags, e.g.
 #           ARGS="--max_train_minutes 1 --output_dir /tmp/g2p";  PYTEST  extra pytest flags;  PYTHON  the base Python
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 RECIPE ?= configs/g2p-cpu.json
-NPROC ?= 2
+NPROC ?= 1
 ARGS ?=
 PYTEST ?=
 EXTRAS ?= train,test,plot,dev
@@ -37,7 +40,11 @@ setup:
 	fi
 
 train: setup
+ifeq ($(NPROC),1)
+	$(VENV)/bin/python examples/train_g2p.py $(RECIPE) $(ARGS)
+else
 	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) examples/train_g2p.py $(RECIPE) $(ARGS)
+endif
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST)

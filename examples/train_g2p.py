@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Train the "Attention Is All You Need" Transformer on CMUdict grapheme-to-phoneme, from scratch or fine-tuned.
 
-    python examples/train_g2p.py                                   # configs/g2p-cpu.json
+    python examples/train_g2p.py                                   # configs/g2p-cpu.json: 1 process, a thread per core
     python examples/train_g2p.py configs/g2p-gpu.json              # one GPU
     python examples/train_g2p.py configs/g2p-finetune-stress.json  # fine-tune outputs/g2p-cpu into stressed phones
     python examples/train_g2p.py configs/g2p-finetune-stress.json --model_name_or_path user/g2p   # from the Hub
     python examples/train_g2p.py configs/g2p-cpu.json --max_steps 20 --output_dir /tmp/x   # any field overridden
-    torchrun --nproc_per_node 2 examples/train_g2p.py ...          # DDP (gloo on CPU)
+    torchrun --nproc_per_node 2 examples/train_g2p.py --per_device_train_batch_size 32   # DDP (gloo on CPU)
 
 The recipe (a JSON file of ModelArguments, G2PArguments and Seq2SeqTrainingArguments fields) gives the
 defaults; command-line flags override them. The output folder ends up with the best checkpoint (by validation
@@ -216,12 +216,54 @@ class Budget(TrainerCallback):
         }
         if state.is_world_process_zero:
             print(f"speed: {self.speed['steps_per_second_first_minute']} steps/s over the first minute of training")
-            # Each process of ours keeps one core busy; more load than that is another job taking the cores.
+            # Our threads keep at most every core busy; more load than that is another job taking the cores.
             if load is not None and load > (os.cpu_count() or 1) + 0.5:
                 print(
                     f"WARNING: load average {load:.1f} on {os.cpu_count()} cores: other work is running, so this "
                     f"time-budgeted run will reach fewer steps (and a worse WER) than on an idle machine."
                 )
+
+
+class SharedCores(TrainerCallback):
+    """Keeps a one-process CPU run fast on idle cores and working on busy ones, by its intra-op thread count.
+
+    One process with a thread per core makes the most steps of the recipe on an idle machine (24 steps/s on the
+    2-core VM, against 16 for two single-threaded DDP processes: docs/g2p.md). But OpenMP threads meet at the end of
+    every operation, so while another job holds a core every step waits for the thread that lost it: 0.3 steps/s
+    with one other busy process. Every 10 steps it reads the 1-minute load average: above the cores + 0.5 (other
+    work is running) it drops to one thread, and once the load falls below the cores - 0.5 (the other work has
+    gone) it takes its threads back. `switches` lists each change for results.json; the end of training restores
+    the threads (the test scoring after it runs single-threaded workers, g2p.map_on_cpu_threads).
+    """
+
+    def __init__(self, start: float):
+        self.start, self.threads, self.switches = start, torch.get_num_threads(), []
+        self.cores = os.cpu_count() or 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if (
+            state.global_step % 10
+            or self.threads == 1
+            or args.world_size > 1
+            or torch.device(args.device).type != "cpu"
+        ):
+            return
+        if not hasattr(os, "getloadavg"):  # Windows
+            return
+        load, current = os.getloadavg()[0], torch.get_num_threads()
+        if current > 1 and load > self.cores + 0.5:
+            self.switch(1, load, state.global_step, "other work is running")
+        elif current == 1 and load < self.cores - 0.5:
+            self.switch(self.threads, load, state.global_step, "the cores are free again")
+
+    def switch(self, threads: int, load: float, step: int, why: str) -> None:
+        torch.set_num_threads(threads)
+        seconds = round(time.time() - self.start, 1)
+        self.switches.append({"seconds": seconds, "step": step, "threads": threads, "load_average": load})
+        print(f"step {step}: load average {load:.1f} on {self.cores} cores, {why}: {threads} torch thread(s) now")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        torch.set_num_threads(self.threads)
 
 
 def compute_metrics_fn(tokenizer, references: dict[str, list[str]]):
@@ -422,6 +464,7 @@ def load_base_model(model_args: ModelArguments, keep_stress: bool, recipe: dict)
 def main(argv: list[str] | None = None) -> None:
     model_args, g2p_args, args, recipe = parse_args(sys.argv[1:] if argv is None else argv)
     budget = Budget(g2p_args.max_train_minutes, g2p_args.cooldown_fraction, start=process_start_time())
+    cores = SharedCores(start=budget.start)
     # The metric reads the words back from the inputs (see compute_metrics_fn).
     args.include_for_metrics = sorted({*args.include_for_metrics, "inputs"})
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
@@ -464,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(tokenizer, references),
-        callbacks=[budget],
+        callbacks=[budget, cores],
     )
     if args.push_to_hub and trainer.is_world_process_zero():
         # Trainer writes its arguments as a pickle (training_args.bin) into the folder it uploads; the Hub applies
@@ -493,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
                 "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                 "job_seconds_before_test": round(time.time() - budget.start, 1),
                 "validation_curve": budget.curve,
+                "thread_switches": cores.switches,
             },
             "hardware": hardware(),
             "recipe": recipe,

@@ -155,6 +155,50 @@ def test_budget_reports_speed_after_a_minute_and_warns_under_load(monkeypatch, c
     assert ("WARNING: load average" in printed) == warns
 
 
+def test_shared_cores_drops_to_one_thread_under_load_and_takes_the_threads_back(monkeypatch, capsys):
+    """With other work on the cores (load > cores + 0.5) a one-process CPU run goes single-threaded, and back to
+    its threads once the load is below cores - 0.5; in between nothing changes; every switch is recorded and
+    printed; the end of training restores the threads; DDP processes (already single-threaded) are left alone."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    script = load_script()
+    load = [2.0]
+    monkeypatch.setattr(script.os, "getloadavg", lambda: (load[0], load[0], load[0]))
+    monkeypatch.setattr(script.os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cores = script.SharedCores(start=script.time.time())
+        args, control = SimpleNamespace(device="cpu", world_size=1), TrainerControl()
+        state = TrainerState()
+        for step, load[0], threads in [
+            (10, 2.0, 2),
+            (15, 3.5, 2),
+            (20, 3.5, 1),
+            (30, 1.9, 1),
+            (40, 1.2, 2),
+            (50, 1.2, 2),
+        ]:
+            state.global_step = step  # step 15: the load is read every 10 steps only
+            cores.on_step_end(args, state, control)
+            assert torch.get_num_threads() == threads, step
+        assert [(s["step"], s["threads"], s["load_average"]) for s in cores.switches] == [(20, 1, 3.5), (40, 2, 1.2)]
+        printed = capsys.readouterr().out
+        assert "step 20: load average 3.5 on 2 cores, other work is running: 1 torch thread(s) now" in printed
+        assert "step 40: load average 1.2 on 2 cores, the cores are free again: 2 torch thread(s) now" in printed
+        load[0], state.global_step = 3.5, 60
+        cores.on_step_end(args, state, control)
+        cores.on_train_end(args, state, control)
+        assert torch.get_num_threads() == 2 and len(cores.switches) == 3
+        ddp = SimpleNamespace(device="cpu", world_size=2)
+        cores.on_step_end(ddp, state, control)
+        assert torch.get_num_threads() == 2 and len(cores.switches) == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     """A tiny end-to-end run of examples/train_g2p.py (the default recipe, shrunk by flags)."""
@@ -173,6 +217,7 @@ def test_end_to_end_run_writes_results_and_a_model_card(trained):
     assert [point["step"] for point in curve] == [5, 10]  # eval_steps 5, then the stop at step 10
     assert 0 < curve[0]["seconds"] < curve[1]["seconds"] < results["job_seconds"]
     assert min(point["wer"] for point in curve) == results["train"]["best_validation_wer"]
+    assert results["train"]["thread_switches"] == []  # one thread (OMP_NUM_THREADS=1): nothing to switch
     assert results["keep_stress"] is False and results["split_words"]["test"] > 6000
     assert results["recipe"]["max_steps"] == 500 and results["recipe"]["d_model"] == 32
     assert results["recipe"]["label_smoothing_factor"] == 0.1  # from configs/g2p-cpu.json, the default recipe
