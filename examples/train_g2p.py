@@ -232,8 +232,9 @@ class SharedCores(TrainerCallback):
     every operation, so while another job holds a core every step waits for the thread that lost it: 0.3 steps/s
     with one other busy process. Every 10 steps it reads the 1-minute load average: above the cores + 0.5 (other
     work is running) it drops to one thread, and once the load falls below the cores - 0.5 (the other work has
-    gone) it takes its threads back. `switches` lists each change for results.json; the end of training restores
-    the threads (the test scoring after it runs single-threaded workers, g2p.map_on_cpu_threads).
+    gone) it takes its threads back. The load average lags by about a minute, and so does the switch (measured:
+    70 s of 6-9 steps/s). `switches` lists each change for results.json; the end of training restores the threads
+    (the test scoring after it runs single-threaded workers, g2p.map_on_cpu_threads).
     """
 
     def __init__(self, start: float):
@@ -241,14 +242,8 @@ class SharedCores(TrainerCallback):
         self.cores = os.cpu_count() or 1
 
     def on_step_end(self, args, state, control, **kwargs):
-        if (
-            state.global_step % 10
-            or self.threads == 1
-            or args.world_size > 1
-            or torch.device(args.device).type != "cpu"
-        ):
-            return
-        if not hasattr(os, "getloadavg"):  # Windows
+        single_process_cpu = args.world_size == 1 and torch.device(args.device).type == "cpu"
+        if state.global_step % 10 or self.threads == 1 or not single_process_cpu or not hasattr(os, "getloadavg"):
             return
         load, current = os.getloadavg()[0], torch.get_num_threads()
         if current > 1 and load > self.cores + 0.5:
