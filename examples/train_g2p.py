@@ -146,6 +146,16 @@ def process_start_time() -> float:
         return time.time()
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS keeps none (Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def other_work_running(load: float | None) -> bool:
+    """Our threads keep at most every core busy; a load above the cores + 0.5 is another job taking them."""
+    return load is not None and load > (os.cpu_count() or 1) + 0.5
+
+
 class Budget(TrainerCallback):
     """Stops training once `minutes` have passed since `start` (the job's start: imports, data loading and
     tokenisation count), then evaluates and saves as at max_steps; over the last `cooldown` fraction of the budget,
@@ -209,15 +219,14 @@ class Budget(TrainerCallback):
 
     def report_speed(self, state) -> None:
         steps = state.global_step - self.first_step
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        load = load_average()
         self.speed = {
             "steps_per_second_first_minute": round(steps / (time.time() - self.train_start), 2),
             "load_average_first_minute": load,
         }
         if state.is_world_process_zero:
             print(f"speed: {self.speed['steps_per_second_first_minute']} steps/s over the first minute of training")
-            # Our threads keep at most every core busy; more load than that is another job taking the cores.
-            if load is not None and load > (os.cpu_count() or 1) + 0.5:
+            if other_work_running(load):
                 print(
                     f"WARNING: load average {load:.1f} on {os.cpu_count()} cores: other work is running, so this "
                     f"time-budgeted run will reach fewer steps (and a worse WER) than on an idle machine."
@@ -239,14 +248,17 @@ class SharedCores(TrainerCallback):
 
     def __init__(self, start: float):
         self.start, self.threads, self.switches = start, torch.get_num_threads(), []
-        self.cores = os.cpu_count() or 1
+        self.cores, self.active = os.cpu_count() or 1, False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # DDP processes already run one thread each, and a GPU run's CPU threads only feed it.
+        self.active = self.threads > 1 and args.world_size == 1 and torch.device(args.device).type == "cpu"
 
     def on_step_end(self, args, state, control, **kwargs):
-        single_process_cpu = args.world_size == 1 and torch.device(args.device).type == "cpu"
-        if state.global_step % 10 or self.threads == 1 or not single_process_cpu or not hasattr(os, "getloadavg"):
+        if not self.active or state.global_step % 10 or (load := load_average()) is None:
             return
-        load, current = os.getloadavg()[0], torch.get_num_threads()
-        if current > 1 and load > self.cores + 0.5:
+        current = torch.get_num_threads()
+        if current > 1 and other_work_running(load):
             self.switch(1, load, state.global_step, "other work is running")
         elif current == 1 and load < self.cores - 0.5:
             self.switch(self.threads, load, state.global_step, "the cores are free again")
@@ -528,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
                 "best_checkpoint": trainer.state.best_model_checkpoint,
                 "world_size": args.world_size,
                 **budget.speed,
-                "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                "load_average_at_end": load_average(),
                 "job_seconds_before_test": round(time.time() - budget.start, 1),
                 "validation_curve": budget.curve,
                 "thread_switches": cores.switches,

@@ -173,6 +173,7 @@ def test_shared_cores_drops_to_one_thread_under_load_and_takes_the_threads_back(
         cores = script.SharedCores(start=script.time.time())
         args, control = SimpleNamespace(device="cpu", world_size=1), TrainerControl()
         state = TrainerState()
+        cores.on_train_begin(args, state, control)
         for step, load[0], threads in [
             (10, 2.0, 2),
             (15, 3.5, 2),
@@ -193,6 +194,7 @@ def test_shared_cores_drops_to_one_thread_under_load_and_takes_the_threads_back(
         cores.on_train_end(args, state, control)
         assert torch.get_num_threads() == 2 and len(cores.switches) == 3
         ddp = SimpleNamespace(device="cpu", world_size=2)
+        cores.on_train_begin(ddp, state, control)
         cores.on_step_end(ddp, state, control)
         assert torch.get_num_threads() == 2 and len(cores.switches) == 3
     finally:
