@@ -14,6 +14,10 @@ Rows, all over the same 6,295 test words in the same length-sorted batches of 25
   tied embeddings; our positional table copied in, its logits checked equal to ours): `generate` greedy with the
   dynamic cache, and with a static cache + `torch.compile` (transformers' compiled generation, max_length fixed
   so one graph serves every batch; the compilation is in the warm-up, not the time);
+- CTranslate2 (the `serve` extra; skip with --no-ctranslate2): the model exported by `hf_minimal.ctranslate2`, float32
+  and int8 weights, greedy and beam 5, through `Engine.translate` (the same length-sorted batches of 256), with
+  `--threads` single-threaded translator replicas (the cores filled), one replica of `--threads` threads, and one
+  replica of one thread (a per-core rate beside Phonetisaurus's);
 - Phonetisaurus (with --phonetisaurus DIR and the `baselines` extra): trained on our train split as
   bench/g2p_baselines.py does (kept in DIR and reused), decoding on one core.
 Every row's outputs are compared word by word with ours from plain generate at the same beam width. The
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -183,6 +188,24 @@ def phonetisaurus_row(workdir: str, train, words: list[str]) -> tuple[float, lis
     return best
 
 
+def ctranslate2_rows(model_dir: str, words: list[str], threads: int, folder: str) -> dict:
+    """Timed callables for CTranslate2 exports of the model (float32 and int8) on the given cores."""
+    from hf_minimal.ctranslate2 import Engine, export
+
+    rows = {}
+    for quantization in ("float32", "int8"):
+        path = export(model_dir, Path(folder) / quantization, quantization=quantization)
+        layouts = [(threads, 1), (1, threads), (1, 1)] if quantization == "float32" else [(threads, 1)]
+        for workers, intra in dict.fromkeys(layouts):
+            engine = Engine(path, workers=workers, threads=intra)
+            label = f"CTranslate2 {quantization} {{}} ({workers} worker(s) x {intra} thread(s))"
+            rows[label.format("greedy")] = (workers * intra, lambda e=engine: e.translate(words))
+            if (workers, intra) == (threads, 1):
+                rows[label.format("beam 5")] = (workers * intra, lambda e=engine: e.translate(words, num_beams=5))
+    torch.set_num_threads(threads)  # creating a translator resets the OpenMP thread count torch shares with it
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model_dir", nargs="?", default="outputs/g2p-cpu")
@@ -190,6 +213,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--phonetisaurus", metavar="DIR", help="also time Phonetisaurus, its model kept in DIR")
     parser.add_argument("--no-marian", action="store_true", help="skip the MarianMT rows (~20 s, its compile included)")
+    parser.add_argument("--no-ctranslate2", action="store_true", help="skip the CTranslate2 rows")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -216,15 +240,20 @@ def main() -> None:
             ),
             "Marian: generate beam 5 (dynamic cache)": lambda: batched_generate(marian, tokenizer, words, num_beams=5),
         }
+    cores = dict.fromkeys(candidates, args.threads)
+    exports = tempfile.TemporaryDirectory()
+    if not args.no_ctranslate2:
+        for name, (used, fn) in ctranslate2_rows(args.model_dir, words, args.threads, exports.name).items():
+            candidates[name], cores[name] = fn, used
     rows, outputs = {}, {}
 
     def record(name: str, seconds: float, cores: int) -> None:
         rows[name] = {"seconds": round(seconds, 3), "words_per_second": round(len(words) / seconds), "cores": cores}
-        print(f"{name:<50} {len(words) / seconds:8.0f} words/s  ({seconds:.2f} s, {cores} core(s))", flush=True)
+        print(f"{name:<64} {len(words) / seconds:8.0f} words/s  ({seconds:.2f} s, {cores} core(s))", flush=True)
 
     for name, fn in candidates.items():
         seconds, outputs[name] = timed(fn, 1 if "beam" in name or "static" in name else args.repeats)
-        record(name, seconds, args.threads)
+        record(name, seconds, cores[name])
     if args.phonetisaurus:
         name = "Phonetisaurus (process start and FST load included)"
         seconds, outputs[name] = phonetisaurus_row(args.phonetisaurus, data["train"], words)
@@ -242,7 +271,7 @@ def main() -> None:
         greedy = "beam" not in name
         same_search = reference if greedy else reference_beam  # ours through plain generate, same beam width
         row["words_differing_from_generate"] = sum(a != b for a, b in zip(outputs[name], same_search, strict=True))
-        if greedy and not name.startswith("Phonetisaurus"):
+        if greedy and not name.startswith("Phonetisaurus") and "int8" not in name and row["cores"] == args.threads:
             row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
             row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)
     torch.set_num_threads(1)  # a training step runs on one thread per DDP process
@@ -261,11 +290,11 @@ def main() -> None:
         "rows": rows,
         "training_step": training,
     }
-    print(f"\n{'row':<50} {'words/s':>8} {'per core':>8} {'WER %':>6} {'differ':>6} {'% of peak':>9}")
+    print(f"\n{'row':<64} {'words/s':>8} {'per core':>8} {'WER %':>6} {'differ':>6} {'% of peak':>9}")
     for name, row in rows.items():
         share = f"{100 * row['fraction_of_peak']:.0f}" if "fraction_of_peak" in row else ""
         print(
-            f"{name:<50} {row['words_per_second']:8,} {row['words_per_second_per_core']:8,} {row['wer']:6.2f} "
+            f"{name:<64} {row['words_per_second']:8,} {row['words_per_second_per_core']:8,} {row['wer']:6.2f} "
             f"{row['words_differing_from_generate']:6} {share:>9}"
         )
     print(
@@ -276,6 +305,7 @@ def main() -> None:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    exports.cleanup()
 
 
 if __name__ == "__main__":

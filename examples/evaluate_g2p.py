@@ -2,6 +2,7 @@
 """Score a trained G2P model folder on a CMUdict split; prints PER/WER (percent) as JSON.
 
 Usage: python examples/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
+       python examples/evaluate_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2   # an export of hf_minimal.ctranslate2
 
 The stress setting is read from the tokenizer (a vocabulary with "AH0" keeps stress), so the references match.
 """
@@ -12,6 +13,7 @@ import sys
 import time
 
 from hf_minimal import g2p
+from hf_minimal.ctranslate2 import Engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,13 +21,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (or a Hub model id)")
     parser.add_argument("--split", default="test", choices=g2p.SPLITS)
     parser.add_argument("--num_beams", type=int, default=1, help="1 = greedy (default)")
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, help="words a batch (default: 256 for torch, 128 for ctranslate2)")
     parser.add_argument("--max_samples", type=int, default=None, help="score a seeded sample of this many words")
+    parser.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch")
+    parser.add_argument("--workers", type=int, help="ctranslate2: translator replicas (default: one per core)")
     args = parser.parse_args(argv)
-    if args.num_beams < 1 or args.batch_size < 1:
-        parser.error("--num_beams and --batch_size must be at least 1")
+    if min(args.num_beams, args.batch_size or 1, args.workers or 1) < 1:
+        parser.error("--num_beams, --batch_size and --workers must be at least 1")
     try:
-        model, tokenizer = g2p.load_model(args.model_dir)
+        if args.engine == "ctranslate2":
+            model = Engine(args.model_dir, workers=args.workers)
+            tokenizer = model.tokenizer
+        else:
+            model, tokenizer = g2p.load_model(args.model_dir)
     except (OSError, ValueError) as error:
         print(f"Cannot load a model from {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
@@ -33,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_samples is not None:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_samples, len(dataset))))
     start = time.perf_counter()
-    scores = g2p.evaluate_split(model, tokenizer, dataset, num_beams=args.num_beams, batch_size=args.batch_size)
+    torch_tokenizer = None if args.engine == "ctranslate2" else tokenizer  # an engine holds its own
+    scores = g2p.evaluate_split(model, torch_tokenizer, dataset, num_beams=args.num_beams, batch_size=args.batch_size)
     report = {
         "model": args.model_dir,
+        "engine": args.engine,
         "split": args.split,
         "keep_stress": g2p.keeps_stress(tokenizer),
         "num_beams": args.num_beams,

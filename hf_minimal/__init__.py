@@ -5,16 +5,26 @@ Importing the package registers the model with the Auto classes (idempotently), 
 and marks the classes for `auto_map` so saved and pushed folders load with `trust_remote_code=True`.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+try:
+    import torch  # noqa: F401  (first: without it, transformers would import only to say so)
+    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
-from .configuration_minimal_transformer import MinimalTransformerConfig
-from .modeling_minimal_transformer import (
-    MinimalTransformerForConditionalGeneration,
-    MinimalTransformerModel,
-    MinimalTransformerPreTrainedModel,
-    scaled_dot_product_attention,
-    sinusoidal_position_encoding,
-)
+    from .configuration_minimal_transformer import MinimalTransformerConfig
+    from .modeling_minimal_transformer import (
+        MinimalTransformerForConditionalGeneration,
+        MinimalTransformerModel,
+        MinimalTransformerPreTrainedModel,
+        scaled_dot_product_attention,
+        sinusoidal_position_encoding,
+    )
+except ModuleNotFoundError as error:
+    # A serving process with only ctranslate2 and tokenizers installed can still use hf_minimal.ctranslate2.Engine;
+    # any other missing module is a real error.
+    if error.name not in ("torch", "transformers"):
+        raise
+    _MISSING = error
+else:
+    _MISSING = None
 
 __version__ = "0.1.0"
 
@@ -29,7 +39,18 @@ def _register() -> None:
     MinimalTransformerForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 
-_register()
+def __getattr__(name: str):
+    if _MISSING is not None and name in __all__:
+        raise ImportError(
+            f"hf_minimal.{name} needs torch and transformers ({_MISSING}): install them (CPU torch: pip install "
+            "torch --index-url https://download.pytorch.org/whl/cpu). Without them only hf_minimal.ctranslate2.Engine "
+            "works."
+        ) from _MISSING
+    raise AttributeError(f"module 'hf_minimal' has no attribute {name!r}")
+
+
+if _MISSING is None:
+    _register()
 
 __all__ = [
     "MinimalTransformerConfig",

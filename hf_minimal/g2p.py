@@ -21,6 +21,8 @@ from tokenizers.models import WordLevel
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from .ctranslate2 import Engine  # imports nothing heavy until an engine is created
+
 # The ids are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; then unk.
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 # Every character of a CMUdict headword (126k words): lower-case letters, apostrophe, hyphen, period.
@@ -242,15 +244,24 @@ def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
 
 @torch.no_grad()
 def transcribe(
-    model, tokenizer: PreTrainedTokenizerFast, words: Sequence[str], num_beams: int = 1, batch_size: int = 256
+    model,
+    tokenizer: PreTrainedTokenizerFast | None,
+    words: Sequence[str],
+    num_beams: int = 1,
+    batch_size: int | None = None,
 ) -> list[str]:
     """Pronunciations (space-separated phones) for `words`, batched by length: greedy with `greedy_decode`
-    (generate's tokens without its per-step machinery), beam search with `model.generate`.
+    (generate's tokens without its per-step machinery), beam search with `model.generate`. `model` may also be a
+    CTranslate2 `hf_minimal.ctranslate2.Engine` (it holds its own tokenizer: pass None), which gives the same tokens.
+    `batch_size` defaults to 256 words for PyTorch and to the engine's own default for an engine.
 
     On CPU the batches are shared out among `torch.get_num_threads()` worker threads that run their operations on
     one thread each: a decoding step is many small operations, which split badly across threads one by one but
     run side by side well (the intra-op setting is restored afterwards).
     """
+    if isinstance(model, Engine):
+        return model.translate(list(words), num_beams=num_beams, **({"batch_size": batch_size} if batch_size else {}))
+    batch_size = batch_size or 256
     model.eval()
     words = list(words)  # a datasets Column reads one Arrow row per index: 0.1 ms a word
     order = sorted(range(len(words)), key=lambda i: len(words[i]))  # similar lengths: little padding
@@ -341,7 +352,9 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     return out[:, :length]
 
 
-def evaluate_split(model, tokenizer: PreTrainedTokenizerFast, dataset, num_beams: int = 1, batch_size: int = 256):
+def evaluate_split(
+    model, tokenizer: PreTrainedTokenizerFast | None, dataset, num_beams: int = 1, batch_size: int | None = None
+):
     """PER/WER (percent) of `model` on a `load_cmudict()` split, plus the number of words scored."""
     hypotheses = transcribe(model, tokenizer, dataset["word"], num_beams=num_beams, batch_size=batch_size)
     return {**per_wer(hypotheses, dataset["pronunciations"]), "words": len(hypotheses)}

@@ -1,0 +1,313 @@
+"""Serve a trained MinimalTransformer with CTranslate2, the C++ inference engine for seq2seq Transformers.
+
+Export (needs torch, transformers and the `serve` extra):
+
+    python -m hf_minimal.ctranslate2 outputs/g2p-cpu outputs/g2p-cpu-ct2 [--quantization int8]
+
+Serve with `ctranslate2` and `tokenizers` alone (torch and transformers are not imported):
+
+    engine = Engine("outputs/g2p-cpu-ct2")
+    engine.translate(["hello", "world"])            # ["HH AH L OW", "W ER L D"]
+
+The export fills CTranslate2's own `TransformerSpec` (its converters' machinery: validation, quantisation, the
+binary format) from the model: the same post-LN or pre-LN layers, activation, √d_model embedding scale and
+projection (Sections 3.1-3.4), and our interleaved sinusoid as a table on both stacks (Section 3.5), which
+CTranslate2 would otherwise replace with its own, different one. The folder gets `tokenizer.json` beside it.
+`Engine.translate` then gives `generate`'s tokens: greedy, and beam search with generate's stopping rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+METADATA = "hf_minimal_ctranslate2.json"  # what the engine needs beyond CTranslate2's config: the table's length
+DEFAULT_MAX_POSITIONS = 1024
+# Our config's `activation` (transformers' ACT2FN names) -> CTranslate2's enum member names.
+ACTIVATIONS = {
+    "relu": "RELU",
+    "gelu": "GELU",
+    "gelu_python": "GELU",
+    "gelu_new": "GELUTanh",
+    "gelu_fast": "GELUTanh",
+    "gelu_pytorch_tanh": "GELUTanh",
+    "quick_gelu": "GELUSigmoid",
+    "silu": "SWISH",
+    "swish": "SWISH",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+}
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
+# CTranslate2 stops a beam search once patience x num_beams hypotheses have finished. patience 1 is exactly generate's
+# early_stopping=True (tests/test_ctranslate2.py). generate's default keeps searching while a running beam might
+# still win, a rule CTranslate2 lacks; patience 2 gives its results on every word of the G2P test split (patience 1:
+# 17 of 6,295 words differ; 2, 3 and 5: none; each step up costs 10-30% of the speed; docs/performance.md).
+BEAM_PATIENCE = 2.0
+
+
+def build_spec(model, tokenizer, max_positions: int = DEFAULT_MAX_POSITIONS):
+    """CTranslate2's `TransformerSpec` holding `model`'s weights (a MinimalTransformerForConditionalGeneration) and
+    the vocabulary of `tokenizer` (a transformers tokenizer whose ids are 0..n-1). Raises ValueError for what
+    CTranslate2 cannot run the same way (an activation it lacks, a vocabulary that does not fit the embeddings)."""
+    import torch
+    from ctranslate2.specs import common_spec, transformer_spec
+
+    config = model.config
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation={config.activation!r} has no CTranslate2 equivalent; it runs {sorted(ACTIVATIONS)}. "
+            "Serve this model with PyTorch (g2p.transcribe / generate) instead."
+        )
+    if max_positions < 2:
+        raise ValueError(f"max_positions={max_positions} must be at least 2 (the start token and one more).")
+    spec = transformer_spec.TransformerSpec.from_config(
+        (config.encoder_layers, config.decoder_layers),
+        config.num_heads,
+        pre_norm=config.norm_first,
+        activation=getattr(common_spec.Activation, ACTIVATIONS[config.activation]),
+    )
+
+    def array(tensor: torch.Tensor):
+        return tensor.detach().to("cpu", torch.float32).numpy()
+
+    def linear(target, *modules, bias: bool = True) -> None:
+        """One CTranslate2 linear from our projections, fused along the output (q|k|v, k|v)."""
+        target.weight = array(torch.cat([m.weight for m in modules]))
+        if bias and modules[0].bias is not None:
+            target.bias = array(torch.cat([m.bias for m in modules]))
+
+    def norm(target, module) -> None:
+        target.gamma, target.beta = array(module.weight), array(module.bias)
+
+    table = model.model.encoder.embed_positions(0, max_positions, torch.float32)  # (P, d_model), past the buffer too
+    scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+    for stack_spec, stack in ((spec.encoder, model.model.encoder), (spec.decoder, model.model.decoder)):
+        embeddings = stack_spec.embeddings[0] if isinstance(stack_spec.embeddings, list) else stack_spec.embeddings
+        embeddings.weight = array(model.model.shared.weight)
+        stack_spec.scale_embeddings = scale
+        stack_spec.position_encodings.encodings = array(table)
+        if stack.layer_norm is not None:
+            norm(stack_spec.layer_norm, stack.layer_norm)
+        for layer_spec, layer in zip(stack_spec.layer, stack.layers, strict=True):
+            attention = layer.self_attn
+            linear(layer_spec.self_attention.linear[0], attention.q_proj, attention.k_proj, attention.v_proj)
+            linear(layer_spec.self_attention.linear[1], attention.out_proj)
+            norm(layer_spec.self_attention.layer_norm, layer.self_attn_layer_norm)
+            if hasattr(layer, "encoder_attn"):
+                cross = layer.encoder_attn
+                linear(layer_spec.attention.linear[0], cross.q_proj)
+                linear(layer_spec.attention.linear[1], cross.k_proj, cross.v_proj)
+                linear(layer_spec.attention.linear[2], cross.out_proj)
+                norm(layer_spec.attention.layer_norm, layer.encoder_attn_layer_norm)
+            linear(layer_spec.ffn.linear_0, layer.fc1)
+            linear(layer_spec.ffn.linear_1, layer.fc2)
+            norm(layer_spec.ffn.layer_norm, layer.final_layer_norm)
+    linear(spec.decoder.projection, model.lm_head)  # the tied matrix, or the untied head
+
+    tokens = vocabulary(tokenizer, config.vocab_size)
+    spec.register_source_vocabulary(tokens)
+    spec.register_target_vocabulary(tokens)
+    spec.config.layer_norm_epsilon = config.layer_norm_eps
+    for field, token_id in (
+        ("unk_token", tokenizer.unk_token_id),
+        ("bos_token", config.bos_token_id),
+        ("eos_token", config.eos_token_id),
+        ("decoder_start_token", config.decoder_start_token_id),
+    ):
+        if token_id is not None:
+            setattr(spec.config, field, tokens[token_id])
+    return spec
+
+
+def vocabulary(tokenizer, vocab_size: int) -> list[str]:
+    """The tokenizer's tokens by id, padded with unused names up to the model's `vocab_size` (embeddings resized
+    to a round number keep rows no token reaches)."""
+    by_id = {i: token for token, i in tokenizer.get_vocab().items()}
+    if sorted(by_id) != list(range(len(by_id))):
+        raise ValueError("The tokenizer's ids are not 0..n-1; CTranslate2 needs one token string per embedding row.")
+    if len(by_id) > vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(by_id)} tokens but the model only {vocab_size} embedding rows; resize the "
+            "embeddings (model.resize_token_embeddings(len(tokenizer))) and train them before exporting."
+        )
+    tokens = [by_id[i] for i in range(len(by_id))]
+    return tokens + [f"<unused_{i}>" for i in range(len(tokens), vocab_size)]
+
+
+def export(
+    model_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    quantization: str | None = None,
+    max_positions: int = DEFAULT_MAX_POSITIONS,
+    force: bool = False,
+) -> Path:
+    """Write a CTranslate2 model folder for the MinimalTransformer in `model_dir` (a folder or Hub id with its
+    tokenizer): CTranslate2's model.bin, config.json and vocabulary, plus tokenizer.json and our metadata.
+
+    `quantization`: CTranslate2's weight type (None keeps float32; "int8" is 4x smaller and faster on CPU).
+    `max_positions`: rows of the position table, which bounds source length and decoding length alike.
+    """
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    import hf_minimal  # registers the Auto classes
+
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization={quantization!r} is not one of CTranslate2's types {QUANTIZATIONS}.")
+    output = Path(output_dir)
+    if output.exists() and not force:
+        raise FileExistsError(f"{output} already exists: choose another folder, or pass force=True (--force).")
+    config = AutoConfig.from_pretrained(model_dir)
+    if not isinstance(config, hf_minimal.MinimalTransformerConfig):
+        raise ValueError(
+            f"{model_dir} holds a {config.model_type!r} model, not a MinimalTransformer: convert it with "
+            "CTranslate2's own converter (ct2-transformers-converter --model ...)."
+        )
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, config=config).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer_file = _tokenizer_json(model_dir)
+    spec = build_spec(model, tokenizer, max_positions)
+    spec.register_file(tokenizer_file, "tokenizer.json")
+    spec.validate()
+    spec.optimize(quantization=quantization)
+    if output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    spec.save(str(output))
+    metadata = {"max_positions": max_positions, "quantization": quantization or "float32", "source": str(model_dir)}
+    (output / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    return output
+
+
+def _tokenizer_json(model_dir: str | os.PathLike) -> str:
+    """The tokenizer.json of a folder or Hub repo (the serving side loads it with `tokenizers` alone)."""
+    folder = Path(model_dir)
+    if folder.is_dir():
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the engine needs the model's fast tokenizer (tokenizer.json).")
+        return str(path)
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(str(model_dir), "tokenizer.json")
+
+
+class Engine:
+    """A CTranslate2 translator over an exported folder, with its tokenizer: text in, text out.
+
+    `workers` translator replicas (default: one per CPU core) each run `threads` threads; batches of similar
+    length are spread over the replicas. Imports only ctranslate2 and tokenizers.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        workers: int | None = None,
+        threads: int = 1,
+        device: str = "cpu",
+        compute_type: str = "default",
+    ):
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        folder = Path(model_dir)
+        if not ctranslate2.contains_model(str(folder)):
+            raise FileNotFoundError(
+                f"No CTranslate2 model in {folder}: export one with "
+                f"`python -m hf_minimal.ctranslate2 MODEL_DIR {folder}`."
+            )
+        for name in ("tokenizer.json", METADATA):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name} is missing: export the model again with hf_minimal.")
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()  # padding or truncation saved in tokenizer.json would change the input
+        self.tokenizer.no_truncation()
+        self.max_positions = json.loads((folder / METADATA).read_text())["max_positions"]
+        self.workers = workers or os.cpu_count() or 1
+        # compute_type "default" keeps the type the weights were saved in ("auto" would quietly pick int8).
+        self.translator = ctranslate2.Translator(
+            str(folder), device=device, compute_type=compute_type, inter_threads=self.workers, intra_threads=threads
+        )
+
+    def translate(
+        self,
+        texts: Sequence[str],
+        num_beams: int = 1,
+        batch_size: int = 128,
+        max_length: int | None = None,
+        early_stopping: bool = False,
+    ) -> list[str]:
+        """Decoded outputs for `texts`, in order: greedy (num_beams=1) or beam search, as `generate` decodes.
+
+        Texts are batched by length (`batch_size` each: 128 is the fastest on CPU for the G2P model, 64-256 within
+        10%). `max_length` bounds the decoder sequence, start token included, as in `generate`; by default twice the
+        batch's longest source plus 8 (g2p.transcribe's rule). `early_stopping` as in generate: True ends a beam
+        search when num_beams hypotheses have finished (exactly generate's), False searches on (see BEAM_PATIENCE).
+        """
+        if num_beams < 1 or batch_size < 1:
+            raise ValueError(f"num_beams={num_beams} and batch_size={batch_size} must be at least 1.")
+        sources = [encoding.tokens for encoding in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        pending = []
+        for chunk in chunks:
+            longest = max(len(sources[i]) for i in chunk)
+            length = max_length if max_length is not None else 2 * longest + 8
+            if max(longest, length) > self.max_positions:
+                i = max(chunk, key=lambda i: len(sources[i]))
+                raise ValueError(
+                    f"{texts[i][:40]!r}... needs {max(longest, length)} positions; this export has "
+                    f"{self.max_positions}. Export again with --max_positions {2 * max(longest, length)}."
+                )
+            pending.append(
+                self.translator.translate_batch(
+                    [sources[i] for i in chunk],
+                    beam_size=num_beams,
+                    patience=1.0 if early_stopping or num_beams == 1 else BEAM_PATIENCE,
+                    length_penalty=1.0,
+                    max_decoding_length=length - 1,  # generated tokens: the start token is not one
+                    min_decoding_length=0,
+                    max_input_length=0,  # never truncate (its default cuts at 1024 tokens)
+                    max_batch_size=0,
+                    asynchronous=True,  # every batch queued at once: the replicas take them in parallel
+                )
+            )
+        results = [""] * len(sources)
+        for chunk, futures in zip(chunks, pending, strict=True):
+            hypotheses = [future.result().hypotheses[0] for future in futures]
+            # Rows past the tokenizer (embeddings padded to a round size) decode to nothing, as in generate's decode.
+            ids = [[i for i in map(self.tokenizer.token_to_id, tokens) if i is not None] for tokens in hypotheses]
+            for i, text in zip(chunk, self.tokenizer.decode_batch(ids, skip_special_tokens=True), strict=True):
+                results[i] = text
+        return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_minimal.ctranslate2",
+        description="Export a trained MinimalTransformer folder (or Hub id) to a CTranslate2 model folder.",
+    )
+    parser.add_argument("model_dir", help="a folder written by save_pretrained / examples/train_g2p.py, or a Hub id")
+    parser.add_argument("output_dir", help="the CTranslate2 folder to write")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="weight type (default: float32)")
+    parser.add_argument(
+        "--max_positions", type=int, default=DEFAULT_MAX_POSITIONS, help="position table rows (source/output bound)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite output_dir")
+    args = parser.parse_args(argv)
+    try:
+        output = export(args.model_dir, args.output_dir, args.quantization, args.max_positions, args.force)
+    except (OSError, ValueError) as error:
+        print(f"Cannot export {args.model_dir!r}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output} ({args.quantization or 'float32'}); serve it with hf_minimal.ctranslate2.Engine('{output}')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
