@@ -33,7 +33,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -188,21 +190,21 @@ def phonetisaurus_row(workdir: str, train, words: list[str]) -> tuple[float, lis
     return best
 
 
-def ctranslate2_rows(model_dir: str, words: list[str], threads: int, folder: str) -> dict:
-    """Timed callables for CTranslate2 exports of the model (float32 and int8) on the given cores."""
+def ctranslate2_rows(model_dir: str, threads: int, folder: str) -> list[tuple[str, int, Callable, int]]:
+    """(row name, cores, engine factory, num_beams) for CTranslate2 exports of the model, float32 and int8. Each
+    engine is created for its row and dropped after it: an idle translator's threads still take CPU from others."""
     from hf_minimal.ctranslate2 import Engine, export
 
-    rows = {}
+    rows = []
     for quantization in ("float32", "int8"):
         path = export(model_dir, Path(folder) / quantization, quantization=quantization)
         layouts = [(threads, 1), (1, threads), (1, 1)] if quantization == "float32" else [(threads, 1)]
         for workers, intra in dict.fromkeys(layouts):
-            engine = Engine(path, workers=workers, threads=intra)
+            make = partial(Engine, path, workers=workers, threads=intra)
             label = f"CTranslate2 {quantization} {{}} ({workers} worker(s) x {intra} thread(s))"
-            rows[label.format("greedy")] = (workers * intra, lambda e=engine: e.translate(words))
+            rows.append((label.format("greedy"), workers * intra, make, 1))
             if (workers, intra) == (threads, 1):
-                rows[label.format("beam 5")] = (workers * intra, lambda e=engine: e.translate(words, num_beams=5))
-    torch.set_num_threads(threads)  # creating a translator resets the OpenMP thread count torch shares with it
+                rows.append((label.format("beam 5"), workers * intra, make, 5))
     return rows
 
 
@@ -240,11 +242,6 @@ def main() -> None:
             ),
             "Marian: generate beam 5 (dynamic cache)": lambda: batched_generate(marian, tokenizer, words, num_beams=5),
         }
-    cores = dict.fromkeys(candidates, args.threads)
-    exports = tempfile.TemporaryDirectory()
-    if not args.no_ctranslate2:
-        for name, (used, fn) in ctranslate2_rows(args.model_dir, words, args.threads, exports.name).items():
-            candidates[name], cores[name] = fn, used
     rows, outputs = {}, {}
 
     def record(name: str, seconds: float, cores: int) -> None:
@@ -253,7 +250,15 @@ def main() -> None:
 
     for name, fn in candidates.items():
         seconds, outputs[name] = timed(fn, 1 if "beam" in name or "static" in name else args.repeats)
-        record(name, seconds, cores[name])
+        record(name, seconds, args.threads)
+    with tempfile.TemporaryDirectory() as exports:
+        engine_rows = [] if args.no_ctranslate2 else ctranslate2_rows(args.model_dir, args.threads, exports)
+        for name, cores, make, beams in engine_rows:
+            translate = partial(make().translate, words, num_beams=beams)
+            seconds, outputs[name] = timed(translate, 1 if beams > 1 else args.repeats)
+            record(name, seconds, cores)
+            del translate  # the engine with it, which joins its threads
+    torch.set_num_threads(args.threads)  # a translator resets the OpenMP thread count torch shares with it
     if args.phonetisaurus:
         name = "Phonetisaurus (process start and FST load included)"
         seconds, outputs[name] = phonetisaurus_row(args.phonetisaurus, data["train"], words)
@@ -305,7 +310,6 @@ def main() -> None:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    exports.cleanup()
 
 
 if __name__ == "__main__":

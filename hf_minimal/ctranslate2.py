@@ -7,7 +7,7 @@ Export (needs torch, transformers and the `serve` extra):
 Serve with `ctranslate2` and `tokenizers` alone (torch and transformers are not imported):
 
     engine = Engine("outputs/g2p-cpu-ct2")
-    engine.translate(["hello", "world"])            # ["HH AH L OW", "W ER L D"]
+    engine.translate(["hello", "world"])            # ["HH EH L OW", "W ER L D"]
 
 The export fills CTranslate2's own `TransformerSpec` (its converters' machinery: validation, quantisation, the
 binary format) from the model: the same post-LN or pre-LN layers, activation, √d_model embedding scale and
