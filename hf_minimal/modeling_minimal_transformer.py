@@ -612,14 +612,16 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
             input_ids = decoder_input_ids = None
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids, attention_mask, inputs_embeds, output_attentions, output_hidden_states
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
             )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(
-                last_hidden_state=encoder_outputs[0],
-                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
-                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
-            )
+        elif not isinstance(
+            encoder_outputs, BaseModelOutput
+        ):  # a tuple: (last_hidden_state, hidden_states, attentions)
+            encoder_outputs = BaseModelOutput(*encoder_outputs[:3])
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError(
                 "MinimalTransformerModel needs decoder_input_ids (or decoder_inputs_embeds); to train with labels, "
@@ -630,14 +632,14 @@ class MinimalTransformerModel(MinimalTransformerPreTrainedModel):
         if not use_cache:
             cache = None
         decoder_outputs = self.decoder(
-            decoder_input_ids,
-            encoder_outputs.last_hidden_state,
-            decoder_attention_mask,
-            attention_mask,
-            cache,
-            decoder_inputs_embeds,
-            output_attentions,
-            output_hidden_states,
+            input_ids=decoder_input_ids,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            attention_mask=decoder_attention_mask,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         output = Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -733,21 +735,19 @@ class MinimalTransformerForConditionalGeneration(MinimalTransformerPreTrainedMod
             check_token_ids(labels.masked_fill(labels == -100, 0), self.lm_head.out_features, "labels (-100 = ignored)")
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_tokens_right(
-                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
-                )
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(
-            input_ids,
-            attention_mask,
-            decoder_input_ids,
-            decoder_attention_mask,
-            encoder_outputs,
-            cache,
-            inputs_embeds,
-            decoder_inputs_embeds,
-            use_cache,
-            output_attentions,
-            output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state[:, keep])  # (B, T or logits_to_keep, vocab_size)

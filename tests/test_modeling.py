@@ -220,3 +220,21 @@ def test_init_is_documented_scheme(tiny_model):
     bound = math.sqrt(6 / (64 + 256))  # Glorot uniform
     assert fc1.weight.abs().max() <= bound and fc1.weight.abs().max() > 0.9 * bound
     assert torch.all(fc1.bias == 0)
+
+
+def test_model_encoder_and_decoder_are_called_with_keywords(tiny_model, monkeypatch):
+    """Built-ins pass arguments between their modules by name, so a reordered signature cannot swap two masks."""
+    calls = []
+    for module in (tiny_model.model, tiny_model.model.encoder, tiny_model.model.decoder):
+        name = type(module).__name__
+
+        def keywords_only(*args, _forward=module.forward, _name=name, **kwargs):
+            assert not args, f"{_name}.forward got {len(args)} positional argument(s)"
+            calls.append(_name)
+            return _forward(**kwargs)
+
+        monkeypatch.setattr(module, "forward", keywords_only)
+    ids = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    tiny_model(input_ids=ids, attention_mask=(ids != 0).long(), labels=ids)
+    tiny_model.generate(ids, attention_mask=(ids != 0).long(), max_length=4)
+    assert {"MinimalTransformerModel", "MinimalTransformerEncoder", "MinimalTransformerDecoder"} <= set(calls)
