@@ -18,7 +18,7 @@ RECIPE ?= configs/g2p-cpu.json
 NPROC ?= 1
 ARGS ?=
 PYTEST ?=
-EXTRAS ?= train,test,plot,dev,serve
+EXTRAS ?= train,test,plot,dev,serve,examples
 
 VENV := .venv
 STAMP := $(VENV)/.hf_minimal-setup

@@ -5,10 +5,12 @@ post-LN sublayers, ReLU feed-forward, embeddings scaled by sqrt(d_model) and one
 both embeddings and the pre-softmax projection (Section 3.4).
 """
 
+from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
 
+@strict
 class MinimalTransformerConfig(PreTrainedConfig):
     r"""Configuration for [`MinimalTransformerModel`] and [`MinimalTransformerForConditionalGeneration`].
 
@@ -29,6 +31,11 @@ class MinimalTransformerConfig(PreTrainedConfig):
         tie_word_embeddings: share the embedding matrix with the pre-softmax projection (Section 3.4).
         init_std: std of the normal init of the embeddings; None means d_model ** -0.5, so that the
             sqrt(d_model)-scaled embeddings start with unit variance, like the positional encodings.
+
+    As transformers' built-in configs, the fields are checked by huggingface_hub's `@strict`: a value of the wrong
+    type raises `StrictDataclassFieldValidationError` naming the field, the type and the value; the `validate_*`
+    methods check values and the rules between fields (`StrictDataclassClassValidationError`), when the config is
+    built and again when it is saved.
     """
 
     model_type = "minimal_transformer"
@@ -45,43 +52,38 @@ class MinimalTransformerConfig(PreTrainedConfig):
     decoder_layers: int = 6
     num_heads: int = 8
     d_ff: int = 2048
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
+    dropout: float | int = 0.1
+    attention_dropout: float | int = 0.0
     activation: str = "relu"
     max_position_embeddings: int = 512
-    layer_norm_eps: float = 1e-5
+    layer_norm_eps: float | int = 1e-5
     scale_embedding: bool = True
     norm_first: bool = False
     tie_word_embeddings: bool = True
-    init_std: float | None = None
+    init_std: float | int | None = None
     use_cache: bool = True
     is_encoder_decoder: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
-    eos_token_id: int | None = 2
+    eos_token_id: int | list[int] | None = 2
     decoder_start_token_id: int | None = 1
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)  # applies attribute_map aliases (hidden_size=...) first
-        if self.init_std is None and _is_int(self.d_model) and self.d_model > 0:
+        if self.init_std is None and self.d_model > 0:
             self.init_std = self.d_model**-0.5
-        self._validate_values()
 
-    def _validate_values(self) -> None:
-        """Raise ValueError naming the field, its value and what is allowed."""
+    def validate_sizes(self) -> None:
+        """N, d_model, h, d_ff and the vocabulary are counts (Table 3); so is the precomputed position table."""
         for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff"):
-            _require(
-                _is_int(getattr(self, name)) and getattr(self, name) > 0,
-                name,
-                getattr(self, name),
-                "a positive integer",
-            )
-        _require(
-            _is_int(self.max_position_embeddings) and self.max_position_embeddings > 0,
-            "max_position_embeddings",
-            self.max_position_embeddings,
-            "a positive integer",
-        )
+            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
+        _require(self.max_position_embeddings > 0, "max_position_embeddings", self.max_position_embeddings,
+                 "a positive integer")  # fmt: skip
+
+    def validate_architecture(self) -> None:
+        """d_k = d_model / h (Section 3.2.2) and sin/cos pairs (Section 3.5)."""
+        if self.num_heads <= 0:
+            return  # validate_sizes names it
         _require(
             self.d_model % self.num_heads == 0,
             "d_model",
@@ -89,40 +91,33 @@ class MinimalTransformerConfig(PreTrainedConfig):
             f"a multiple of num_heads={self.num_heads} (d_k = d_model / num_heads, Section 3.2.2)",
         )
         _require(self.d_model % 2 == 0, "d_model", self.d_model, "an even number (sin/cos pairs, Section 3.5)")
+
+    def validate_numbers(self) -> None:
+        """Dropout rates are probabilities below 1; the LayerNorm epsilon and the init std are positive."""
         for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            _require(isinstance(value, (int, float)) and 0.0 <= value < 1.0, name, value, "a number in [0, 1)")
+            _require(0.0 <= getattr(self, name) < 1.0, name, getattr(self, name), "a number in [0, 1)")
+        _require(self.layer_norm_eps > 0, "layer_norm_eps", self.layer_norm_eps, "a positive number")
+        _require(self.init_std is None or self.init_std > 0, "init_std", self.init_std, "a positive number")
+
+    def validate_activation(self) -> None:
         _require(
             self.activation in ACT2FN,
             "activation",
             self.activation,
             "a name in transformers.activations.ACT2FN, e.g. 'relu' (the paper), 'gelu', 'silu'",
         )
-        _require(
-            isinstance(self.layer_norm_eps, (int, float)) and self.layer_norm_eps > 0,
-            "layer_norm_eps",
-            self.layer_norm_eps,
-            "a positive number",
-        )
-        _require(
-            isinstance(self.init_std, (int, float)) and self.init_std > 0,
-            "init_std",
-            self.init_std,
-            "a positive number",
-        )
+
+    def validate_token_ids(self) -> None:
+        """Special token ids index the shared vocabulary (transformers' own check only warns)."""
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
-            for token_id in value if isinstance(value, (list, tuple)) else [value]:
+            for token_id in value if isinstance(value, list) else [value]:
                 _require(
-                    token_id is None or (_is_int(token_id) and 0 <= token_id < self.vocab_size),
+                    token_id is None or 0 <= token_id < self.vocab_size,
                     name,
                     value,
                     f"None or a token id in [0, vocab_size={self.vocab_size})",
                 )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _require(ok: bool, name: str, value: object, allowed: str) -> None:

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .ctranslate2 import Engine  # imports nothing heavy until an engine is created
@@ -235,10 +236,14 @@ def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: copy the whole folder examples/train_g2p.py wrote.")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        config = AutoConfig.from_pretrained(model_dir, **overrides)
+    except StrictDataclassError as error:  # the config's own checks (@strict); name the file, as for the others
+        raise ValueError(f"{folder / 'config.json'} is invalid: {error}") from error
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, config=config)
     except ValueError as error:  # a damaged tokenizer.json gives json's JSONDecodeError, a ValueError
         raise ValueError(f"{folder / 'tokenizer.json'} cannot be read ({error}): copy it again.") from error
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, **overrides)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, config=config)
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval(), tokenizer
 
 

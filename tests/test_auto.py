@@ -9,6 +9,7 @@ import textwrap
 import pytest
 import torch
 from conftest import tiny_config
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
@@ -84,12 +85,12 @@ def test_config_defaults_are_the_paper_base_model():
     ],
 )
 def test_invalid_config_values_raise_value_error_naming_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=rf"{field}=.* must be"):
+    with pytest.raises(StrictDataclassClassValidationError, match=rf"{field}=.* must be"):
         MinimalTransformerConfig(**kwargs)
 
 
 def test_odd_d_model_is_rejected_even_when_divisible():
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(StrictDataclassClassValidationError, match="even"):
         MinimalTransformerConfig(d_model=9, num_heads=3)
 
 

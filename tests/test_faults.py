@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
@@ -172,7 +173,11 @@ def test_the_base_model_still_loads_from_an_lm_checkpoint_but_not_the_reverse(sa
         ("no config.json", ValueError, r"Unrecognized model in {path}\. Should have a `model_type` key in its config"),
         ("config.json not JSON", OSError, r"config file at '{path}/config\.json' is not a valid JSON file"),
         ("no model.safetensors", OSError, r"no file named model\.safetensors found in directory {path}"),
-        ("num_heads=3", ValueError, r"d_model=16 is invalid; it must be a multiple of num_heads=3"),
+        (
+            "num_heads=3",
+            StrictDataclassClassValidationError,
+            r"d_model=16 is invalid; it must be a multiple of num_heads=3",
+        ),
     ],
 )
 def test_missing_or_broken_files_are_named_by_transformers(saved, tmp_path, damage, error, message):

@@ -5,6 +5,7 @@ inputs (token ids, empty batches and sequences, fully padded rows, long inputs, 
 """
 
 import importlib.util
+import json
 import math
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
+from transformers import AutoConfig
 
 from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, MinimalTransformerModel
 from hf_minimal import scaled_dot_product_attention as attention
@@ -31,40 +34,108 @@ def _model(seed: int = 0, **overrides) -> MinimalTransformerForConditionalGenera
 @pytest.mark.parametrize(
     ("kwargs", "field", "allowed"),
     [
-        ({"d_model": 16.0}, "d_model", "positive integer"),
-        ({"num_heads": True}, "num_heads", "positive integer"),  # bool is an int subclass, still not a count
         ({"decoder_layers": 0}, "decoder_layers", "positive integer"),
-        ({"vocab_size": "37000"}, "vocab_size", "positive integer"),
-        ({"dropout": "0.1"}, "dropout", r"\[0, 1\)"),
         ({"dropout": -0.1}, "dropout", r"\[0, 1\)"),
         ({"attention_dropout": 1.5}, "attention_dropout", r"\[0, 1\)"),
         ({"init_std": 0.0}, "init_std", "positive number"),
         ({"init_std": -1.0}, "init_std", "positive number"),
         ({"layer_norm_eps": -1e-5}, "layer_norm_eps", "positive number"),
-        ({"max_position_embeddings": 1.5}, "max_position_embeddings", "positive integer"),
+        ({"max_position_embeddings": 0}, "max_position_embeddings", "positive integer"),
+        ({"num_heads": 0}, "num_heads", "positive integer"),  # not a ZeroDivisionError in the d_model check
         ({"bos_token_id": 40, "vocab_size": 40}, "bos_token_id", r"\[0, vocab_size=40\)"),
-        ({"decoder_start_token_id": 3.0}, "decoder_start_token_id", "token id"),
         ({"eos_token_id": [2, 99], "vocab_size": 40}, "eos_token_id", r"\[0, vocab_size=40\)"),  # each id checked
         ({"hidden_size": 30, "num_attention_heads": 4}, "d_model", "multiple of num_heads=4"),  # aliases too
-        ({"activation": None}, "activation", "ACT2FN"),
+        ({"activation": "tanhh"}, "activation", "ACT2FN"),
     ],
 )
 def test_more_invalid_config_values_name_field_value_and_what_is_allowed(kwargs, field, allowed):
-    with pytest.raises(ValueError, match=rf"{field}=.* is invalid; it must be .*{allowed}"):
+    """Values of the right type that break a rule: a `validate_*` method names the field, the value and the rule."""
+    with pytest.raises(StrictDataclassClassValidationError, match=rf"{field}=.* is invalid; it must be .*{allowed}"):
         MinimalTransformerConfig(**kwargs)
 
 
-def test_config_error_shows_the_value_given():
-    with pytest.raises(ValueError, match=r"dropout='0\.1' is invalid"):
-        MinimalTransformerConfig(dropout="0.1")
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"d_model": 16.0}, "d_model", r"expected int, got float \(value: 16\.0\)"),
+        ({"num_heads": True}, "num_heads", r"expected int, got bool"),  # bool is an int subclass, still not a count
+        ({"vocab_size": "37000"}, "vocab_size", r"expected int, got str \(value: '37000'\)"),
+        ({"dropout": "0.1"}, "dropout", r"value '0\.1' doesn't match any type in .*float.*int"),
+        ({"max_position_embeddings": 1.5}, "max_position_embeddings", r"expected int, got float \(value: 1\.5\)"),
+        ({"decoder_start_token_id": 3.0}, "decoder_start_token_id", r"value 3\.0 doesn't match any type"),
+        ({"activation": None}, "activation", r"expected str, got NoneType"),
+        ({"eos_token_id": [2, "3"]}, "eos_token_id", r"doesn't match any type"),
+    ],
+)
+def test_config_values_of_the_wrong_type_name_field_type_and_value(kwargs, field, message):
+    """As for transformers' built-in configs, `@strict` checks each field's declared type when it is set."""
+    with pytest.raises(StrictDataclassFieldValidationError, match=rf"Validation error for field '{field}'"):
+        MinimalTransformerConfig(**kwargs)
+    with pytest.raises(StrictDataclassFieldValidationError, match=message):
+        MinimalTransformerConfig(**kwargs)
+
+
+def test_rules_are_checked_again_when_saving(tmp_path):
+    config = MinimalTransformerConfig(d_model=16, num_heads=4)
+    config.num_heads = 3  # an int: @strict accepts the assignment, the rule between fields is checked on save
+    with pytest.raises(StrictDataclassClassValidationError, match=r"d_model=16 is invalid; it must be a multiple"):
+        config.save_pretrained(tmp_path)
+    with pytest.raises(StrictDataclassFieldValidationError, match=r"expected int, got str"):
+        config.num_heads = "4"
 
 
 def test_invalid_value_in_a_config_json_fails_at_load_naming_the_field(tmp_path):
     MinimalTransformerConfig(d_model=16, num_heads=4).save_pretrained(tmp_path)
     path = tmp_path / "config.json"
     path.write_text(path.read_text().replace('"num_heads": 4', '"num_heads": 3'))
-    with pytest.raises(ValueError, match=r"d_model=16 is invalid; it must be a multiple of num_heads=3"):
+    with pytest.raises(StrictDataclassClassValidationError, match=r"d_model=16 is invalid; it must be a multiple of"):
         MinimalTransformerConfig.from_pretrained(tmp_path)
+
+
+# A config.json written by the previous, hand-validated version of the class (the main job's, 2026-12-02).
+CONFIG_JSON_2026_12_02 = {
+    "activation": "relu",
+    "architectures": ["MinimalTransformerForConditionalGeneration"],
+    "attention_dropout": 0.0,
+    "auto_map": {
+        "AutoConfig": "configuration_minimal_transformer.MinimalTransformerConfig",
+        "AutoModel": "modeling_minimal_transformer.MinimalTransformerModel",
+        "AutoModelForSeq2SeqLM": "modeling_minimal_transformer.MinimalTransformerForConditionalGeneration",
+    },
+    "bos_token_id": 1,
+    "d_ff": 512,
+    "d_model": 128,
+    "decoder_layers": 1,
+    "decoder_start_token_id": 1,
+    "dropout": 0.0,
+    "dtype": "float32",
+    "encoder_layers": 3,
+    "eos_token_id": 2,
+    "init_std": 0.08838834764831845,
+    "is_encoder_decoder": True,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 128,
+    "model_type": "minimal_transformer",
+    "norm_first": False,
+    "num_heads": 4,
+    "pad_token_id": 0,
+    "scale_embedding": True,
+    "tie_word_embeddings": True,
+    "transformers_version": "5.24.0",
+    "use_cache": False,
+    "vocab_size": 72,
+}
+
+
+def test_a_config_json_of_the_previous_version_loads_unchanged(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG_JSON_2026_12_02))
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert type(config) is MinimalTransformerConfig
+    fields = {k: v for k, v in CONFIG_JSON_2026_12_02.items() if k not in ("dtype", "transformers_version", "auto_map")}
+    assert {k: getattr(config, k) for k in fields} == fields
+    config.save_pretrained(tmp_path / "again")
+    saved = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert {k: saved[k] for k in fields if k in saved} == {k: v for k, v in fields.items() if k in saved}
 
 
 def test_valid_edge_values_are_accepted():
@@ -448,6 +519,20 @@ def test_predict_on_a_damaged_folder_names_the_problem_without_a_traceback(g2p_d
     assert err.startswith(f"Cannot load a model from {str(path)!r}: ") and "Traceback" not in err
     named = {"no folder": str(path), "truncated model.safetensors": f"{path}/model.safetensors is damaged"}
     assert named.get(damage, damage.split()[-1]) in err
+
+
+def test_predict_names_an_invalid_config_json(g2p_dir, tmp_path, capsys):
+    path = tmp_path / "model"
+    path.mkdir()
+    for f in g2p_dir.iterdir():
+        (path / f.name).write_bytes(f.read_bytes())
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "num_heads": 3}))
+    code, lines, err = _predict(capsys, str(path), "hello")
+    assert (code, lines) == (1, []) and "Traceback" not in err
+    assert (
+        f"{path}/config.json is invalid" in err and "d_model=16 is invalid; it must be a multiple of num_heads=3" in err
+    )
 
 
 def test_predict_command_line_with_unicode_and_empty_arguments(g2p_dir):
