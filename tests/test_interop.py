@@ -113,6 +113,20 @@ def test_dynamic_int8_quantisation_keeps_generation_close(model):
     assert quantized.generate(SRC, attention_mask=MASK, max_new_tokens=5).shape[0] == 2
 
 
+@pytest.mark.parametrize("config_name", ["Int8WeightOnlyConfig", "Int8DynamicActivationInt8WeightConfig"])
+def test_torchao_int8_quantisation_keeps_generation_close(model, config_name):
+    """torch 2.13 deprecates torch.ao.quantization.quantize_dynamic in favour of torchao's quantize_: that path."""
+    quantization = pytest.importorskip("torchao.quantization", reason="torchao (in the test extra)")
+    quantized = copy.deepcopy(model)
+    quantization.quantize_(quantized, getattr(quantization, config_name)())
+    linear = quantized.model.encoder.layers[0].fc1.weight
+    assert type(linear).__name__ != "Parameter" and "int8" in str(getattr(linear, "qdata", linear).dtype)
+    full = model(input_ids=SRC, attention_mask=MASK, decoder_input_ids=TGT).logits
+    int8 = quantized(input_ids=SRC, attention_mask=MASK, decoder_input_ids=TGT).logits
+    assert (int8 - full).abs().max() < 0.1 * full.abs().max()  # int8 weights: close, not equal
+    assert quantized.generate(SRC, attention_mask=MASK, max_new_tokens=5).shape[0] == 2
+
+
 FSDP_SCRIPT = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist
