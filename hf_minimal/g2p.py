@@ -17,15 +17,15 @@ from pathlib import Path
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .ctranslate2 import Engine  # imports nothing heavy until an engine is created
+from .pairs import SPECIAL_TOKENS, seq2seq_tokenizer
 
-# The ids are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; then unk.
-SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+# SPECIAL_TOKENS, the first ids, are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; unk.
 # Every character of a CMUdict headword (126k words): lower-case letters, apostrophe, hyphen, period.
 GRAPHEMES = tuple("abcdefghijklmnopqrstuvwxyz'-.")
 SPLITS = ("train", "validation", "test")
@@ -120,18 +120,7 @@ def tokenizer_for_vocabulary(tokens: Sequence[str], model_max_length: int = 128)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[A-Z]+[0-9]?|\S"), behavior="isolated")]
     )
-    pad, bos, eos, unk = SPECIAL_TOKENS
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, vocab[eos])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token=pad,
-        bos_token=bos,
-        eos_token=eos,
-        unk_token=unk,
-        model_max_length=model_max_length,
-    )
+    return seq2seq_tokenizer(tokenizer, model_max_length)
 
 
 def grow_vocabulary(model, tokenizer: PreTrainedTokenizerFast, keep_stress: bool = True) -> PreTrainedTokenizerFast:

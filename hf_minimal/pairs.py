@@ -93,11 +93,16 @@ def build_tokenizer(
             show_progress=False,
         )
         tokenizer.train_from_iterator(texts, trainer)
-    eos = SPECIAL_TOKENS[2]
+    return seq2seq_tokenizer(tokenizer, model_max_length)
+
+
+def seq2seq_tokenizer(tokenizer: Tokenizer, model_max_length: int) -> PreTrainedTokenizerFast:
+    """`tokenizer` (whose vocabulary has SPECIAL_TOKENS) ending every sequence with </s>, as the transformers
+    tokenizer that AutoTokenizer loads from the saved tokenizer.json, with the special tokens named."""
+    pad, bos, eos, unk = SPECIAL_TOKENS
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.token_to_id(eos))]
     )
-    pad, bos, eos, unk = SPECIAL_TOKENS
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token=pad,
@@ -129,4 +134,4 @@ def new_model(config: PreTrainedConfig, tokenizer: PreTrainedTokenizerFast, max_
     return model
 
 
-__all__ = ["KINDS", "SPECIAL_TOKENS", "build_tokenizer", "new_model", "read_pairs"]
+__all__ = ["KINDS", "SPECIAL_TOKENS", "build_tokenizer", "new_model", "read_pairs", "seq2seq_tokenizer"]
