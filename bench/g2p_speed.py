@@ -15,7 +15,7 @@ Rows, all over the same 6,295 test words in the same length-sorted batches of 25
   dynamic cache, and with a static cache + `torch.compile` (transformers' compiled generation, max_length fixed
   so one graph serves every batch; the compilation is in the warm-up, not the time);
 - CTranslate2 (the `serve` extra; skip with --no-ctranslate2): the model exported by `hf_minimal.ctranslate2`, float32
-  and int8 weights, greedy and beam 5, through `Engine.translate` (the same length-sorted batches of 256), with
+  and int8 weights, greedy and beam 5, through `Engine.translate` (length-sorted batches of 128, its default), with
   `--threads` single-threaded translator replicas (the cores filled), one replica of `--threads` threads, and one
   replica of one thread (a per-core rate beside Phonetisaurus's);
 - Phonetisaurus (with --phonetisaurus DIR and the `baselines` extra): trained on our train split as

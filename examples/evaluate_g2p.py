@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_samples is not None:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_samples, len(dataset))))
     start = time.perf_counter()
-    torch_tokenizer = None if args.engine == "ctranslate2" else tokenizer  # an engine holds its own
-    scores = g2p.evaluate_split(model, torch_tokenizer, dataset, num_beams=args.num_beams, batch_size=args.batch_size)
+    scores = g2p.evaluate_split(model, tokenizer, dataset, num_beams=args.num_beams, batch_size=args.batch_size)
     report = {
         "model": args.model_dir,
         "engine": args.engine,

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import (
@@ -35,7 +34,7 @@ from transformers import (
     set_seed,
 )
 
-from hf_minimal import MinimalTransformerConfig, g2p
+from hf_minimal import MinimalTransformerConfig, g2p, pairs
 
 PICKLE_SUFFIXES = ("bin", "pt", "pth", "pkl", "pickle", "ckpt", "joblib")
 
@@ -280,11 +279,9 @@ def compute_metrics_fn(tokenizer, references: dict[str, list[str]]):
     """
 
     def compute_metrics(prediction) -> dict[str, float]:
-        def decode(ids):
-            return tokenizer.batch_decode(np.where(ids < 0, tokenizer.pad_token_id, ids), skip_special_tokens=True)
-
-        words = [text.replace(" ", "") for text in decode(prediction.inputs)]
-        return g2p.per_wer(decode(prediction.predictions), [references[word] for word in words])
+        words = [text.replace(" ", "") for text in pairs.decode_predictions(tokenizer, prediction.inputs)]
+        hypotheses = pairs.decode_predictions(tokenizer, prediction.predictions)
+        return g2p.per_wer(hypotheses, [references[word] for word in words])
 
     return compute_metrics
 

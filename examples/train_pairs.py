@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from datasets import Dataset
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -76,14 +75,17 @@ def scores(predictions: list[str], references: list[str]) -> dict[str, float]:
     }
 
 
-def load(path: str, args: PairsArguments, tokenizer, limit: int | None = None) -> Dataset:
+def load(path: str, args: PairsArguments, tokenizer, limit: int | None = None) -> tuple[list, list, Dataset]:
+    """(sources, targets, the tokenised pairs) of a file, its first `limit` pairs."""
     sources, targets = pairs.read_pairs(path, args.source_key, args.target_key)
-    data = Dataset.from_dict({"source": sources[:limit], "target": targets[:limit]})
-    return data.map(
+    sources, targets = sources[:limit], targets[:limit]
+    data = Dataset.from_dict({"source": sources, "target": targets})
+    tokenized = data.map(
         lambda batch: tokenizer(batch["source"], text_target=batch["target"]),
         batched=True,
         remove_columns=["source", "target"],
     )
+    return sources, targets, tokenized
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
         model = AutoModelForSeq2SeqLM.from_pretrained(args.model_name_or_path)
-        train = load(args.train_file, args, tokenizer)
+        train = load(args.train_file, args, tokenizer)[2]
         validation = (
-            load(args.validation_file, args, tokenizer, args.max_eval_samples) if args.validation_file else None
+            load(args.validation_file, args, tokenizer, args.max_eval_samples)[2] if args.validation_file else None
         )
     except (OSError, ValueError) as error:
         print(f"Cannot train: {error}", file=sys.stderr)
@@ -104,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         training.eval_strategy = IntervalStrategy.NO  # nothing to evaluate on
 
     def compute_metrics(prediction) -> dict[str, float]:
-        ids = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
-        labels = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
-        decode = tokenizer.batch_decode
-        return scores(decode(ids, skip_special_tokens=True), decode(labels, skip_special_tokens=True))
+        decode = pairs.decode_predictions
+        return scores(decode(tokenizer, prediction.predictions), decode(tokenizer, prediction.label_ids))
 
     trainer = Seq2SeqTrainer(
         model=model,
@@ -122,12 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer.save_model()
     results = {"train_file": args.train_file, "steps": trainer.state.global_step}
     if args.test_file:
-        sources, targets = pairs.read_pairs(args.test_file, args.source_key, args.target_key)
-        test = load(args.test_file, args, tokenizer)
+        sources, targets, test = load(args.test_file, args, tokenizer)
         for beams in (1, 5):
-            output = trainer.predict(test, num_beams=beams)
-            ids = np.where(output.predictions < 0, tokenizer.pad_token_id, output.predictions)
-            predictions = tokenizer.batch_decode(ids, skip_special_tokens=True)
+            predictions = pairs.decode_predictions(tokenizer, trainer.predict(test, num_beams=beams).predictions)
             results[f"test_beam{beams}"] = {**scores(predictions, targets), "pairs": len(targets)}
             print(f"test, beam {beams}: {results[f'test_beam{beams}']}")
         for source, prediction, target in list(zip(sources, predictions, targets, strict=True))[:5]:

@@ -75,10 +75,9 @@ class MinimalTransformerConfig(PreTrainedConfig):
 
     def validate_sizes(self) -> None:
         """N, d_model, h, d_ff and the vocabulary are counts (Table 3); so is the precomputed position table."""
-        for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff"):
+        counts = ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff")
+        for name in (*counts, "max_position_embeddings"):
             _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
-        _require(self.max_position_embeddings > 0, "max_position_embeddings", self.max_position_embeddings,
-                 "a positive integer")  # fmt: skip
 
     def validate_architecture(self) -> None:
         """d_k = d_model / h (Section 3.2.2) and sin/cos pairs (Section 3.5)."""

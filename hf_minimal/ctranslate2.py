@@ -76,10 +76,10 @@ def build_spec(model, tokenizer, max_positions: int = DEFAULT_MAX_POSITIONS):
     def array(tensor: torch.Tensor):
         return tensor.detach().to("cpu", torch.float32).numpy()
 
-    def linear(target, *modules, bias: bool = True) -> None:
+    def linear(target, *modules) -> None:
         """One CTranslate2 linear from our projections, fused along the output (q|k|v, k|v)."""
         target.weight = array(torch.cat([m.weight for m in modules]))
-        if bias and modules[0].bias is not None:
+        if modules[0].bias is not None:
             target.bias = array(torch.cat([m.bias for m in modules]))
 
     def norm(target, module) -> None:
@@ -238,17 +238,18 @@ class Engine:
         self,
         texts: Sequence[str],
         num_beams: int = 1,
-        batch_size: int = 128,
+        batch_size: int | None = None,
         max_length: int | None = None,
         early_stopping: bool = False,
     ) -> list[str]:
         """Decoded outputs for `texts`, in order: greedy (num_beams=1) or beam search, as `generate` decodes.
 
-        Texts are batched by length (`batch_size` each: 128 is the fastest on CPU for the G2P model, 64-256 within
-        10%). `max_length` bounds the decoder sequence, start token included, as in `generate`; by default twice the
-        batch's longest source plus 8 (g2p.transcribe's rule). `early_stopping` as in generate: True ends a beam
-        search when num_beams hypotheses have finished (exactly generate's), False searches on (see BEAM_PATIENCE).
+        Texts are batched by length (`batch_size` each, default 128: the fastest on CPU for the G2P model, 64-256
+        within 10%). `max_length` bounds the decoder sequence, start token included, as in `generate`; by default
+        twice the batch's longest source plus 8 (g2p.transcribe's rule). `early_stopping` as in generate: True ends a
+        beam search when num_beams hypotheses have finished (exactly generate's), False searches on (BEAM_PATIENCE).
         """
+        batch_size = batch_size or 128
         if num_beams < 1 or batch_size < 1:
             raise ValueError(f"num_beams={num_beams} and batch_size={batch_size} must be at least 1.")
         sources = [encoding.tokens for encoding in self.tokenizer.encode_batch(list(texts))]

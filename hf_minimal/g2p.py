@@ -246,7 +246,8 @@ def transcribe(
 ) -> list[str]:
     """Pronunciations (space-separated phones) for `words`, batched by length: greedy with `greedy_decode`
     (generate's tokens without its per-step machinery), beam search with `model.generate`. `model` may also be a
-    CTranslate2 `hf_minimal.ctranslate2.Engine` (it holds its own tokenizer: pass None), which gives the same tokens.
+    CTranslate2 `hf_minimal.ctranslate2.Engine`, which gives the same tokens (it holds its own tokenizer: this one is
+    not used, and may be None).
     `batch_size` defaults to 256 words for PyTorch and to the engine's own default for an engine.
 
     On CPU the batches are shared out among `torch.get_num_threads()` worker threads that run their operations on
@@ -254,7 +255,7 @@ def transcribe(
     run side by side well (the intra-op setting is restored afterwards).
     """
     if isinstance(model, Engine):
-        return model.translate(list(words), num_beams=num_beams, **({"batch_size": batch_size} if batch_size else {}))
+        return model.translate(list(words), num_beams=num_beams, batch_size=batch_size)
     batch_size = batch_size or 256
     model.eval()
     words = list(words)  # a datasets Column reads one Arrow row per index: 0.1 ms a word

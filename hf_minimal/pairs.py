@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoModelForSeq2SeqLM, PreTrainedConfig, PreTrainedTokenizerFast
 
@@ -113,6 +114,11 @@ def seq2seq_tokenizer(tokenizer: Tokenizer, model_max_length: int) -> PreTrained
     )
 
 
+def decode_predictions(tokenizer: PreTrainedTokenizerFast, ids) -> list[str]:
+    """Texts of a Seq2SeqTrainer's predictions or labels: their -100 padding read as <pad>, special tokens dropped."""
+    return tokenizer.batch_decode(np.where(ids < 0, tokenizer.pad_token_id, ids), skip_special_tokens=True)
+
+
 def new_model(config: PreTrainedConfig, tokenizer: PreTrainedTokenizerFast, max_target_tokens: int | None = None):
     """An untrained model of `config`'s size over `tokenizer`'s vocabulary: vocab_size and the special ids come
     from the tokenizer. `max_target_tokens` (the longest target seen) sets `generation_config.max_length` to twice
@@ -134,4 +140,12 @@ def new_model(config: PreTrainedConfig, tokenizer: PreTrainedTokenizerFast, max_
     return model
 
 
-__all__ = ["KINDS", "SPECIAL_TOKENS", "build_tokenizer", "new_model", "read_pairs", "seq2seq_tokenizer"]
+__all__ = [
+    "KINDS",
+    "SPECIAL_TOKENS",
+    "build_tokenizer",
+    "decode_predictions",
+    "new_model",
+    "read_pairs",
+    "seq2seq_tokenizer",
+]
