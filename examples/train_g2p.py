@@ -15,6 +15,7 @@ WER), its tokenizer, results.json (test PER/WER, greedy and beam search) and a m
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import sys
@@ -133,16 +134,23 @@ def sample(dataset, n: int | None, seed: int):
 
 
 def process_start_time() -> float:
-    """When this process started, as time.time(): imports and start-up count towards the job's time budget.
+    """When the job started, as time.time(): imports and start-up count towards its time budget, and so does the
+    set-up before it when `make train` says when it began (HF_MINIMAL_JOB_START, seconds since the epoch; honoured
+    only if at most 30 minutes before this process, so that a stale value left in a shell cannot end a run at once).
 
-    Read from /proc on Linux (start ticks against uptime); elsewhere, the time of this call.
+    The process start is read from /proc on Linux (start ticks against uptime); elsewhere, the time of this call.
     """
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+        start = time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
-        return time.time()
+        start = time.time()
+    try:
+        job = float(os.environ.get("HF_MINIMAL_JOB_START", "inf"))
+    except ValueError:
+        job = math.inf
+    return job if start - 1800 <= job < start else start
 
 
 def load_average() -> float | None:
@@ -290,10 +298,14 @@ def score_saved_model(output_dir: str, data, g2p_args: G2PArguments, batch_size:
     """Reload the saved folder through the Auto classes and score the test split."""
     model, tokenizer = g2p.load_model(output_dir)
     test = sample(data["test"], g2p_args.max_test_samples, seed=0)
+    # A model with stress is also scored with its digits stripped, beside stress-less systems (Phonetisaurus's 25.53%).
+    plain = sample(g2p.load_cmudict()["test"], g2p_args.max_test_samples, seed=0) if g2p_args.keep_stress else None
     scores = {}
     for beams in g2p_args.test_num_beams:
         start = time.perf_counter()
-        scores[f"beam{beams}"] = g2p.evaluate_split(model, tokenizer, test, num_beams=beams, batch_size=batch_size)
+        scores[f"beam{beams}"] = g2p.evaluate_split(
+            model, tokenizer, test, num_beams=beams, batch_size=batch_size, stressless=plain
+        )
         scores[f"beam{beams}"]["seconds"] = round(time.perf_counter() - start, 1)
         print(f"test, {'greedy' if beams == 1 else f'beam {beams}'}: {scores[f'beam{beams}']}")
     in_dict = {word: prons for split in data.values() for word, prons in zip(*split.to_dict().values(), strict=True)}
@@ -350,9 +362,12 @@ def write_model_card(output_dir: str, results: dict) -> None:
         base_wer = f" (test WER {base['test']['beam1']['wer']:.2f}% greedy)" if base.get("test") else ""
         origin = f"fine-tuned from `{base['name_or_path']}`{base_wer}{grown},"
     rows = "\n".join(
-        f"| {'greedy' if key == 'beam1' else 'beam ' + key[4:]} | {s['per']:.2f} | {s['wer']:.2f} | {s['words']} |"
+        f"| {'greedy' if key == 'beam1' else 'beam ' + key[4:]} | {s['per']:.2f} | {s['wer']:.2f} | "
+        + "".join(f"{s['stress_stripped'][metric]:.2f} | " for metric in ("per", "wer") if "stress_stripped" in s)
+        + f"{s['words']} |"
         for key, s in results["test"].items()
     )
+    stripped = "PER % stress stripped | WER % stress stripped | " if results["keep_stress"] else ""
     examples = "\n".join(
         f"| {word} | {e['predicted']} | {' / '.join(e['cmudict'] or ['(not in CMUdict)'])} |"
         for word, e in results["examples"].items()
@@ -374,8 +389,8 @@ pronunciations never straddle splits. Training uses every (word, pronunciation) 
 Sequitur scoring: WER = % of words whose output matches none of the references; PER = edit distance to the
 closest reference, pooled over the corpus.
 
-| decoding | PER % | WER % | words |
-|---|---|---|---|
+| decoding | PER % | WER % | {stripped}words |
+|---|---|---|---{"|---|---" if stripped else ""}|
 {rows}
 
 Trained for {train["global_step"]:,} steps in {train["seconds"]:.0f} s with {train["world_size"]} process(es) on

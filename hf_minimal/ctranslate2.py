@@ -27,6 +27,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .decoding import length_sorted_batches, max_decoding_length, nbest_beams
+
 METADATA = "hf_minimal_ctranslate2.json"  # what the engine needs beyond CTranslate2's config: the table's length
 DEFAULT_MAX_POSITIONS = 1024
 # Our config's `activation` (transformers' ACT2FN names) -> CTranslate2's enum member names.
@@ -246,46 +248,75 @@ class Engine:
 
         Texts are batched by length (`batch_size` each, default 128: the fastest on CPU for the G2P model, 64-256
         within 10%). `max_length` bounds the decoder sequence, start token included, as in `generate`; by default
-        twice the batch's longest source plus 8 (g2p.transcribe's rule). `early_stopping` as in generate: True ends a
+        decoding.max_decoding_length of the batch's longest source. `early_stopping` as in generate: True ends a
         beam search when num_beams hypotheses have finished (exactly generate's), False searches on (BEAM_PATIENCE).
         """
-        batch_size = batch_size or 128
-        if num_beams < 1 or batch_size < 1:
-            raise ValueError(f"num_beams={num_beams} and batch_size={batch_size} must be at least 1.")
+        if num_beams < 1:
+            raise ValueError(f"num_beams={num_beams} must be at least 1.")
+        patience = 1.0 if early_stopping or num_beams == 1 else BEAM_PATIENCE
+        results = self._translate(
+            texts, batch_size, max_length, beam_size=num_beams, patience=patience, length_penalty=1.0
+        )
+        return self._decode([result.hypotheses[0] for result in results])
+
+    def nbest(
+        self, texts: Sequence[str], nbest: int, num_beams: int | None = None, batch_size: int | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """The `nbest` most probable outputs of each text, best first, with their log-probabilities (the sum over
+        the output's tokens, </s> included): g2p.transcribe_nbest's variants and scores, from a beam search of
+        `num_beams` (decoding.nbest_beams) that ranks by log-probability and stops once that many have finished."""
+        beams = nbest_beams(nbest, num_beams)
+        results = self._translate(
+            texts,
+            batch_size,
+            None,
+            beam_size=beams,
+            # All `beams` finished ones, then the best `nbest`: CTranslate2 stops once num_hypotheses x patience have
+            # finished, and generate (early_stopping=True) once num_beams have.
+            num_hypotheses=beams,
+            patience=1.0,
+            length_penalty=0.0,  # rank by the sum of log-probabilities, as a probability mass needs
+            return_scores=True,
+        )
+        return [
+            list(zip(self._decode(result.hypotheses[:nbest]), result.scores[:nbest], strict=True)) for result in results
+        ]
+
+    def _translate(self, texts: Sequence[str], batch_size: int | None, max_length: int | None, **options) -> list:
+        """CTranslate2's results for `texts`, in their order, from length-sorted batches decoded in parallel."""
         sources = [encoding.tokens for encoding in self.tokenizer.encode_batch(list(texts))]
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = length_sorted_batches([len(source) for source in sources], batch_size or 128)
         pending = []
-        for chunk in chunks:
-            longest = max(len(sources[i]) for i in chunk)
-            length = max_length if max_length is not None else 2 * longest + 8
+        for batch in batches:
+            longest = max(len(sources[i]) for i in batch)
+            length = max_length if max_length is not None else max_decoding_length(longest)
             if max(longest, length) > self.max_positions:
-                i = max(chunk, key=lambda i: len(sources[i]))
+                i = max(batch, key=lambda i: len(sources[i]))
                 raise ValueError(
                     f"{texts[i][:40]!r}... needs {max(longest, length)} positions; this export has "
                     f"{self.max_positions}. Export again with --max_positions {2 * max(longest, length)}."
                 )
             pending.append(
                 self.translator.translate_batch(
-                    [sources[i] for i in chunk],
-                    beam_size=num_beams,
-                    patience=1.0 if early_stopping or num_beams == 1 else BEAM_PATIENCE,
-                    length_penalty=1.0,
+                    [sources[i] for i in batch],
                     max_decoding_length=length - 1,  # generated tokens: the start token is not one
                     min_decoding_length=0,
                     max_input_length=0,  # never truncate (its default cuts at 1024 tokens)
                     max_batch_size=0,
                     asynchronous=True,  # every batch queued at once: the replicas take them in parallel
+                    **options,
                 )
             )
-        results = [""] * len(sources)
-        for chunk, futures in zip(chunks, pending, strict=True):
-            hypotheses = [future.result().hypotheses[0] for future in futures]
-            # Rows past the tokenizer (embeddings padded to a round size) decode to nothing, as in generate's decode.
-            ids = [[i for i in map(self.tokenizer.token_to_id, tokens) if i is not None] for tokens in hypotheses]
-            for i, text in zip(chunk, self.tokenizer.decode_batch(ids, skip_special_tokens=True), strict=True):
-                results[i] = text
+        results = [None] * len(sources)
+        for batch, futures in zip(batches, pending, strict=True):
+            for i, future in zip(batch, futures, strict=True):
+                results[i] = future.result()
         return results
+
+    def _decode(self, hypotheses: list[list[str]]) -> list[str]:
+        # Rows past the tokenizer (embeddings padded to a round size) decode to nothing, as in generate's decode.
+        ids = [[i for i in map(self.tokenizer.token_to_id, tokens) if i is not None] for tokens in hypotheses]
+        return self.tokenizer.decode_batch(ids, skip_special_tokens=True)
 
 
 def main(argv: list[str] | None = None) -> int:

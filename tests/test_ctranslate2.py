@@ -12,6 +12,8 @@ import torch
 
 pytest.importorskip("ctranslate2", reason="the `serve` extra (in `test`): pip install -e '.[test]'")
 
+from limits import TIMEOUT
+
 from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, g2p
 from hf_minimal.ctranslate2 import Engine, export
 from hf_minimal.ctranslate2 import main as export_main
@@ -106,19 +108,34 @@ def test_engine_gives_generates_tokens(tmp_path, norm_first, tie, steps):
         assert beams == generate_texts(model, tokenizer, words, 5, batch_size=50, early_stopping=True)
 
 
-def test_default_beam_search_differs_from_generates_only_where_its_stopping_rule_does(trained):
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """The trained English model shipped in the package (its outputs have clear margins, unlike a fixture trained
+    for seconds, whose near-ties fall either way with the CPU's kernels), and its float32 and int8 exports."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from hf_minimal.g2p.pronounce import MODELS, MODELS_DIR
+
+    folder = MODELS_DIR / MODELS["en"]
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+    out = tmp_path_factory.mktemp("shipped")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer, export(folder, out / "ct2"), export(folder, out / "int8", "int8")
+
+
+def test_default_beam_search_differs_from_generates_only_on_near_ties(shipped):
     """generate's default keeps a beam search going while a running beam might still win, a rule CTranslate2 lacks
-    (it stops after 2 x num_beams finished hypotheses): on a model trained this little, a few words differ (on the
-    trained G2P model none of 6,295: bench/g2p_speed.py), and mostly because the engine found a better-scored one."""
-    model, tokenizer, _, path, _ = trained
-    words = TEST_WORDS[:400]
+    (it stops after 2 x num_beams finished hypotheses). On a trained model both find the same best output; where
+    they differ, the two outputs' scores (float64, teacher-forced) tie within float32's rounding, or the engine's
+    longer search found the better one."""
+    model, tokenizer, path, _ = shipped
+    words = TEST_WORDS[:200]
     ours = Engine(path).translate(words, num_beams=5, batch_size=50)
     theirs = generate_texts(model, tokenizer, words, 5, batch_size=50)
-    differ = [(w, a, b) for w, a, b in zip(words, ours, theirs, strict=True) if a != b]
-    assert len(differ) <= 0.05 * len(words)
-    better = sum(mean_log_probability(model, tokenizer, w, a) > mean_log_probability(model, tokenizer, w, b)
-                 for w, a, b in differ)  # fmt: skip
-    assert better >= 0.6 * len(differ)
+    for word, a, b in zip(words, ours, theirs, strict=True):
+        if a != b:
+            gap = mean_log_probability(model, tokenizer, word, a) - mean_log_probability(model, tokenizer, word, b)
+            assert gap > -1e-4, (word, a, b, gap)
 
 
 def test_engine_log_probabilities_match_the_model(trained):
@@ -149,13 +166,23 @@ def test_beam_search_stops_as_generate_does_when_outputs_never_end(tmp_path):
             assert engine.translate([word], num_beams=5, max_length=max_length) == expected
 
 
-def test_int8_export_is_smaller_and_close(trained):
-    _, _, _, path, int8 = trained
+def test_int8_export_is_smaller_and_close(shipped):
+    """int8 weights perturb each log-probability a little (a wrong table, scale or norm moves them by whole nats), so
+    on a trained model they change only outputs whose best and runner-up were close: a few percent of words (1-5% on
+    the CPUs measured, docs/performance.md), never most."""
+    _, _, path, int8 = shipped
     assert Engine(int8).translator.compute_type.startswith("int8") and Engine(path).translator.compute_type == "float32"
     assert (int8 / "model.bin").stat().st_size < 0.7 * (path / "model.bin").stat().st_size  # the table stays float
     assert json.loads((int8 / "hf_minimal_ctranslate2.json").read_text())["quantization"] == "int8"
-    same = sum(a == b for a, b in zip(Engine(int8).translate(WORDS), Engine(path).translate(WORDS), strict=True))
-    assert same >= len(WORDS) - 2
+    words = TEST_WORDS[:200]
+    targets = Engine(path).translate(words)
+    sources = [Engine(path).tokenizer.encode(word).tokens for word in words]
+    exact, quantised = (Engine(p, workers=1).translator.score_batch(sources, [t.split() for t in targets])
+                        for p in (path, int8))  # fmt: skip
+    drift = [abs(sum(a.log_probs) - sum(b.log_probs)) / len(a.log_probs) for a, b in zip(exact, quantised, strict=True)]
+    assert max(drift) < 0.05, max(drift)  # nats per token
+    same = sum(a == b for a, b in zip(Engine(int8).translate(words), targets, strict=True))
+    assert same >= 0.8 * len(words)
 
 
 def test_export_pads_a_vocabulary_smaller_than_the_embeddings(tmp_path):
@@ -221,7 +248,7 @@ def test_word_list_command_line_writes_a_cmudict_lexicon(trained, tmp_path):
     command = [sys.executable, str(PREDICT), str(path), "--engine", "ctranslate2", "--num_beams", "1"]
     result = subprocess.run(
         [*command, "--word_list", str(tmp_path / "words.txt"), "--output", str(tmp_path / "words.dict")],
-        capture_output=True, text=True, encoding="utf-8", timeout=120, cwd=ROOT,
+        capture_output=True, text=True, encoding="utf-8", timeout=TIMEOUT, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0 and result.stdout == "", result.stderr[-2000:]
     assert "skipped 2 empty line(s)" in result.stderr and "'café' has characters outside" in result.stderr
@@ -230,7 +257,12 @@ def test_word_list_command_line_writes_a_cmudict_lexicon(trained, tmp_path):
     assert [word for word, _ in entries] == words
     assert [phones for _, phones in entries] == g2p.transcribe(model, tokenizer, words)  # PyTorch's greedy tokens
     piped = subprocess.run(
-        [*command, "--word_list", "-"], input="zebra\nhello\n", capture_output=True, text=True, timeout=120, cwd=ROOT
+        [*command, "--word_list", "-"],
+        input="zebra\nhello\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
     )
     assert piped.returncode == 0 and lexicon(piped.stdout) == [entries[-1], entries[0]]
 
@@ -244,7 +276,7 @@ def test_word_list_errors_are_named(trained, tmp_path):
     ):
         result = subprocess.run(
             [sys.executable, str(PREDICT), str(path), "--engine", "ctranslate2", "--word_list", str(word_list)],
-            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
         )  # fmt: skip
         assert result.returncode == 2 and message in result.stderr and str(word_list) in result.stderr
         assert "Traceback" not in result.stderr
@@ -265,7 +297,7 @@ def test_serving_needs_neither_torch_nor_transformers(trained, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_TORCH, str(PREDICT), str(path), "--engine", "ctranslate2",
          "--word_list", str(tmp_path / "words.txt")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert lexicon(result.stdout) == list(zip(WORDS, g2p.transcribe(model, tokenizer, WORDS, num_beams=5), strict=True))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from limits import TIMEOUT
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -38,7 +39,7 @@ LETTERS = list("abcdefghijklmnopqrstuvwxyz")
 
 def run(script: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=120
+        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=TIMEOUT
     )
     assert result.returncode == 0, f"{script.name} {args} failed:\n{result.stdout}\n{result.stderr}"
     return result
@@ -221,7 +222,7 @@ def test_plot_without_matplotlib_says_how_to_install_it():
         "import runpy, sys; sys.modules['matplotlib'] = None; sys.argv = ['plot_attention.py', '--pe'];"
         f"runpy.run_path({str(PLOT)!r}, run_name='__main__')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 1
     assert 'pip install "hf-minimal[plot]"' in result.stderr
 

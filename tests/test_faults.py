@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import tiny_config
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from limits import TIMEOUT
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
@@ -321,7 +322,7 @@ def _train_env(tmp_path: Path) -> dict:
 
 def _train(output_dir: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(TRAIN_G2P), "--output_dir", str(output_dir), *TINY_RUN, *extra]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
@@ -358,14 +359,14 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights_and_metr
     log = (tmp_path / "killed.log").open("w")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     checkpoint = killed / "checkpoint-10"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + TIMEOUT
     while process.poll() is None and time.monotonic() < deadline:
         state = _state(checkpoint)
         if state is not None and state["global_step"] == 10:  # trainer_state.json is the checkpoint's last file
             os.kill(process.pid, signal.SIGKILL)
             break
         time.sleep(0.005)
-    process.wait(timeout=60)
+    process.wait(timeout=TIMEOUT)
     log.close()
     assert process.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
     assert not (killed / "results.json").exists()  # killed mid-run, not after it

@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import tiny_config
 from huggingface_hub import ModelCard
+from limits import TIMEOUT
 from test_auto import BLOCK_HF_MINIMAL
 from test_train_g2p import ROOT, SCRIPT, TINY, load_script, run
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -35,9 +36,9 @@ COMMON = [
 def train(out: Path, *flags: str, env: dict | None = None) -> dict:
     command = [sys.executable, str(SCRIPT), *flags, *COMMON, "--output_dir", str(out)]
     if env is None:
-        run(command, timeout=300)
+        run(command, timeout=TIMEOUT)
     else:
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return json.loads((out / "results.json").read_text())
 
@@ -138,7 +139,7 @@ def test_fine_tunes_from_a_hub_id_and_shares_a_model_that_loads_without_the_pack
         "api.upload_folder(repo_id='me/g2p-base', folder_path=sys.argv[1], allow_patterns=['*.json', '*.safetensors', "
         "'*.py'])"
     )
-    subprocess.run([sys.executable, "-c", upload, str(base)], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-c", upload, str(base)], env=env, check=True, capture_output=True, timeout=TIMEOUT)
     steps = ["--max_steps", "10", "--eval_steps", "10", "--save_steps", "10", "--max_train_samples", "200"]
     push = ["--push_to_hub", "true", "--hub_model_id", "me/g2p-stress"]
     results = train(tmp_path / "tuned", FINETUNE_RECIPE, "--model_name_or_path", "me/g2p-base", *steps, *push, env=env)
@@ -159,7 +160,7 @@ def test_fine_tunes_from_a_hub_id_and_shares_a_model_that_loads_without_the_pack
         print(json.dumps({"module": type(model).__module__, "vocab": len(tokenizer), "phones": phones}))
         """
     )
-    result = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["module"].startswith("transformers_modules.") and loaded["vocab"] == 117

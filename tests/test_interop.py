@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config
+from limits import TIMEOUT
 
 from hf_minimal import MinimalTransformerForConditionalGeneration
 
@@ -164,7 +165,7 @@ def test_fsdp2_fully_shard_gradients_equal_the_unsharded_model(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     result = subprocess.run(
-        [*command, str(script), str(Path(__file__).parent)], capture_output=True, text=True, env=env, timeout=300
+        [*command, str(script), str(Path(__file__).parent)], capture_output=True, text=True, env=env, timeout=TIMEOUT
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "rank 0 ok" in result.stdout and "rank 1 ok" in result.stdout

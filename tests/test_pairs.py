@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from limits import TIMEOUT
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from hf_minimal import pairs
@@ -87,7 +88,7 @@ def test_new_model_folder_loads_in_a_fresh_process_with_remote_code_only(folder)
         "print(type(model).__module__, out.shape[1] <= 6, model.generation_config.max_length)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=TIMEOUT, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     module, short, max_length = result.stdout.split()
     assert module.startswith("transformers_modules.") and short == "True"

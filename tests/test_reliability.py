@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import tiny_config
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
+from limits import TIMEOUT
 from transformers import AutoConfig
 
 from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, MinimalTransformerModel
@@ -541,7 +542,7 @@ def test_predict_command_line_with_unicode_and_empty_arguments(g2p_dir):
         capture_output=True,
         text=True,
         encoding="utf-8",
-        timeout=120,
+        timeout=TIMEOUT,
         cwd=ROOT,
     )
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]

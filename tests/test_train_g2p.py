@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from limits import TIMEOUT
 from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
@@ -38,7 +39,7 @@ def load_script(name: str = "train_g2p"):
     return module
 
 
-def run(command: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+def run(command: list[str], timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"

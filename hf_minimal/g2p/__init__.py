@@ -22,8 +22,9 @@ from tokenizers.models import WordLevel
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from .ctranslate2 import Engine  # imports nothing heavy until an engine is created
-from .pairs import SPECIAL_TOKENS, seq2seq_tokenizer
+from ..ctranslate2 import Engine  # imports nothing heavy until an engine is created
+from ..decoding import length_sorted_batches, max_decoding_length, nbest_beams
+from ..pairs import SPECIAL_TOKENS, seq2seq_tokenizer
 
 # SPECIAL_TOKENS, the first ids, are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; unk.
 # Every character of a CMUdict headword (126k words): lower-case letters, apostrophe, hyphen, period.
@@ -228,6 +229,15 @@ def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
         config = AutoConfig.from_pretrained(model_dir, **overrides)
     except StrictDataclassError as error:  # the config's own checks (@strict); name the file, as for the others
         raise ValueError(f"{folder / 'config.json'} is invalid: {error}") from error
+    except OSError as error:
+        if folder.exists():
+            raise
+        # "outputs/g2p-cpu" reads as a Hub id too: say both, and what to do instead.
+        raise FileNotFoundError(
+            f"No model folder at {model_dir}, and no Hub model of that name could be loaded ({type(error).__name__}):"
+            " train one with `make train` (examples/train_g2p.py --output_dir), or pronounce words with the model "
+            "shipped in the package: `hf-minimal-g2p WORDS`."
+        ) from error
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, config=config)
     except ValueError as error:  # a damaged tokenizer.json gives json's JSONDecodeError, a ValueError
@@ -249,33 +259,80 @@ def transcribe(
     CTranslate2 `hf_minimal.ctranslate2.Engine`, which gives the same tokens (it holds its own tokenizer: this one is
     not used, and may be None).
     `batch_size` defaults to 256 words for PyTorch and to the engine's own default for an engine.
-
-    On CPU the batches are shared out among `torch.get_num_threads()` worker threads that run their operations on
-    one thread each: a decoding step is many small operations, which split badly across threads one by one but
-    run side by side well (the intra-op setting is restored afterwards).
     """
     if isinstance(model, Engine):
         return model.translate(list(words), num_beams=num_beams, batch_size=batch_size)
-    batch_size = batch_size or 256
-    model.eval()
-    words = list(words)  # a datasets Column reads one Arrow row per index: 0.1 ms a word
-    order = sorted(range(len(words)), key=lambda i: len(words[i]))  # similar lengths: little padding
-    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
-    def decode(chunk: list[int]) -> list[str]:
-        batch = tokenizer([words[i] for i in chunk], return_tensors="pt", padding=True).to(model.device)
-        # A pronunciation has at most a few phones more than its word has letters: 2x + 8 never truncates.
-        max_length = 2 * batch["input_ids"].size(1) + 8
+    def decode(batch) -> list[str]:
+        max_length = max_decoding_length(batch["input_ids"].size(1))
         if num_beams == 1:
             generated = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_length)
         else:
             generated = model.generate(**batch, num_beams=num_beams, max_length=max_length, do_sample=False)
         return tokenizer.batch_decode(generated, skip_special_tokens=True)
 
-    results = [""] * len(words)
-    for chunk, texts in zip(chunks, map_on_cpu_threads(decode, chunks, model.device), strict=True):
-        for i, text in zip(chunk, texts, strict=True):
-            results[i] = text
+    return decode_in_batches(model, tokenizer, words, decode, batch_size)
+
+
+@torch.no_grad()
+def transcribe_nbest(
+    model,
+    tokenizer: PreTrainedTokenizerFast | None,
+    words: Sequence[str],
+    nbest: int,
+    num_beams: int | None = None,
+    batch_size: int | None = None,
+) -> list[list[tuple[str, float]]]:
+    """The `nbest` most probable pronunciations of each word, best first, each with its log-probability (natural
+    log, summed over the phones and </s>): `generate`'s beam search with `num_return_sequences`, ranking by
+    log-probability (`length_penalty=0`) and stopping once num_beams have finished (`early_stopping=True`).
+    `num_beams` defaults to decoding.nbest_beams(nbest). A CTranslate2 `Engine` as `model` returns the same variants
+    and scores (Engine.nbest).
+    """
+    beams = nbest_beams(nbest, num_beams)
+    if isinstance(model, Engine):
+        return model.nbest(list(words), nbest, num_beams=beams, batch_size=batch_size)
+
+    def decode(batch) -> list[list[tuple[str, float]]]:
+        out = model.generate(
+            **batch,
+            num_beams=beams,
+            num_return_sequences=nbest,
+            length_penalty=0.0,
+            early_stopping=True,
+            max_length=max_decoding_length(batch["input_ids"].size(1)),
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        texts = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        scored = list(zip(texts, out.sequences_scores.tolist(), strict=True))
+        return [scored[start : start + nbest] for start in range(0, len(scored), nbest)]
+
+    return decode_in_batches(model, tokenizer, words, decode, batch_size)
+
+
+def decode_in_batches(model, tokenizer: PreTrainedTokenizerFast, words: Sequence[str], decode: Callable,
+                      batch_size: int | None = None) -> list:  # fmt: skip
+    """[decode(batch) results per word], in the order of `words`: `decode` takes a tokenized batch of words of
+    similar length (`batch_size`, default 256) and returns one result per word.
+
+    On CPU the batches are shared out among `torch.get_num_threads()` worker threads that run their operations on
+    one thread each: a decoding step is many small operations, which split badly across threads one by one but
+    run side by side well (the intra-op setting is restored afterwards).
+    """
+    model.eval()
+    words = list(words)  # a datasets Column reads one Arrow row per index: 0.1 ms a word
+    batches = length_sorted_batches([len(word) for word in words], batch_size or 256)
+
+    def run(batch: list[int]) -> list:
+        inputs = tokenizer([words[i] for i in batch], return_tensors="pt", padding=True).to(model.device)
+        return decode(inputs)
+
+    results = [None] * len(words)
+    for batch, outputs in zip(batches, map_on_cpu_threads(run, batches, model.device), strict=True):
+        for i, output in zip(batch, outputs, strict=True):
+            results[i] = output
     return results
 
 
@@ -348,11 +405,24 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
 
 def evaluate_split(
-    model, tokenizer: PreTrainedTokenizerFast | None, dataset, num_beams: int = 1, batch_size: int | None = None
+    model,
+    tokenizer: PreTrainedTokenizerFast | None,
+    dataset,
+    num_beams: int = 1,
+    batch_size: int | None = None,
+    stressless=None,
 ):
-    """PER/WER (percent) of `model` on a `load_cmudict()` split, plus the number of words scored."""
+    """PER/WER (percent) of `model` on a `load_cmudict()` split, plus the number of words scored. With `stressless`
+    (the same words' stress-less split, for a model with stress) also `stress_stripped`: PER/WER of its outputs with
+    the digits stripped against those references, the comparison with stress-less systems."""
     hypotheses = transcribe(model, tokenizer, dataset["word"], num_beams=num_beams, batch_size=batch_size)
-    return {**per_wer(hypotheses, dataset["pronunciations"]), "words": len(hypotheses)}
+    scores = {**per_wer(hypotheses, dataset["pronunciations"]), "words": len(hypotheses)}
+    if stressless is not None:
+        if list(stressless["word"]) != list(dataset["word"]):
+            raise ValueError("evaluate_split: `stressless` must hold the same words, in the same order, as `dataset`.")
+        stripped = [" ".join(strip_stress(h.split())) for h in hypotheses]
+        scores["stress_stripped"] = per_wer(stripped, stressless["pronunciations"])
+    return scores
 
 
 __all__ = [
@@ -360,6 +430,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "SPLITS",
     "build_tokenizer",
+    "decode_in_batches",
     "edit_distance",
     "evaluate_split",
     "greedy_decode",
@@ -374,4 +445,5 @@ __all__ = [
     "strip_stress",
     "tokenizer_for_vocabulary",
     "transcribe",
+    "transcribe_nbest",
 ]

