@@ -176,18 +176,24 @@ def test_nbest_variants_and_scores_are_the_same_on_both_engines_and_are_the_mode
     torch_variants = engines["torch"].pronounce(HELD_OUT, nbest=3)
     ct2_variants = engines["ctranslate2"].pronounce(HELD_OUT, nbest=3)
     model, tokenizer = engines["torch"].decoder
+    same = 0
     for word in torch_variants:
         ours, theirs = torch_variants[word], ct2_variants[word]
-        assert [p.phones for p in ours] == [p.phones for p in theirs], word
-        assert [p.log_prob for p in ours] == pytest.approx([p.log_prob for p in theirs], abs=1e-4)
-        assert [p.log_prob for p in ours] == sorted((p.log_prob for p in ours), reverse=True)
-        assert len({p.phones for p in ours}) == 3 and {p.source for p in ours} == {"model"}
-        for variant in ours[:2]:  # the score is the log-probability of phones and </s>, computed independently
-            batch = tokenizer([word], text_target=[variant.phones], return_tensors="pt")
-            with torch.no_grad():
-                log_probs = model(**batch).logits.double().log_softmax(-1)[0]
-            expected = log_probs.gather(-1, batch["labels"][0, :, None]).sum().item()
-            assert variant.log_prob == pytest.approx(expected, abs=1e-4)
+        for variants in (ours, theirs):
+            assert [p.log_prob for p in variants] == sorted((p.log_prob for p in variants), reverse=True)
+            assert len({p.phones for p in variants}) == 3 and {p.source for p in variants} == {"model"}
+            for variant in variants:  # the score is the log-probability of phones and </s>, computed independently
+                batch = tokenizer([word], text_target=[variant.phones], return_tensors="pt")
+                with torch.no_grad():
+                    log_probs = model(**batch).logits.double().log_softmax(-1)[0]
+                expected = log_probs.gather(-1, batch["labels"][0, :, None]).sum().item()
+                assert variant.log_prob == pytest.approx(expected, abs=1e-4), (word, variant)
+        if [p.phones for p in ours] == [p.phones for p in theirs]:
+            same += 1
+            assert [p.log_prob for p in ours] == pytest.approx([p.log_prob for p in theirs], abs=1e-4)
+        else:  # generate stops once num_beams have finished; CTranslate2's search ran on and found a better one
+            assert theirs[0].log_prob > ours[0].log_prob - 1e-4, (word, ours, theirs)
+    assert same >= 0.9 * len(torch_variants)  # 47 of 48 on the CPU measured (docs/pronounce.md)
     greedy = [engines[name].pronounce(HELD_OUT) for name in ("torch", "ctranslate2")]
     assert greedy[0] == greedy[1]
 
