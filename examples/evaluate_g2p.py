@@ -40,16 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"Cannot load a model from {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
-    stress = g2p.keeps_stress(tokenizer) and not args.strip_stress
-    dataset = g2p.load_cmudict(keep_stress=stress)[args.split]
+    stress = g2p.keeps_stress(tokenizer)
+    splits = [g2p.load_cmudict(keep_stress=stress)[args.split]]
+    if stress and args.strip_stress:
+        splits.append(g2p.load_cmudict(keep_stress=False)[args.split])  # the same words, stress-less references
     if args.max_samples is not None:
-        dataset = dataset.shuffle(seed=0).select(range(min(args.max_samples, len(dataset))))
+        splits = [split.shuffle(seed=0).select(range(min(args.max_samples, len(split)))) for split in splits]
     start = time.perf_counter()
-    words = list(dataset["word"])
-    hypotheses = g2p.transcribe(model, tokenizer, words, num_beams=args.num_beams, batch_size=args.batch_size)
-    if not stress:  # no-op for a stress-less model
-        hypotheses = [" ".join(g2p.strip_stress(h.split())) for h in hypotheses]
-    scores = {**g2p.per_wer(hypotheses, dataset["pronunciations"]), "words": len(words)}
+    scores = g2p.evaluate_split(
+        model, tokenizer, splits[0], num_beams=args.num_beams, batch_size=args.batch_size, stressless=splits[-1]
+        if len(splits) > 1 else None
+    )  # fmt: skip
+    if "stress_stripped" in scores:  # report the stripped scores, the ones asked for
+        scores = {**scores.pop("stress_stripped"), "words": scores["words"]}
+        stress = False
     report = {
         "model": args.model_dir,
         "engine": args.engine,
