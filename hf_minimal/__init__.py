@@ -1,35 +1,55 @@
 """hf_minimal: the exact "Attention Is All You Need" Transformer as a first-class Hugging Face model.
 
-Importing the package registers the model with the Auto classes (idempotently), so that
-`AutoConfig`, `AutoModel` and `AutoModelForSeq2SeqLM` resolve `model_type="minimal_transformer"`,
-and marks the classes for `auto_map` so saved and pushed folders load with `trust_remote_code=True`.
+Importing the package registers the model with the Auto classes (idempotently), so that `AutoConfig`, `AutoModel`
+and `AutoModelForSeq2SeqLM` resolve `model_type="minimal_transformer"`, and marks the classes for `auto_map` so
+saved and pushed folders load with `trust_remote_code=True`.
+
+The import itself is light: torch and transformers load when something needs them. The registration happens at once
+when transformers is already imported, and otherwise right after transformers' own import, so the Auto classes
+always see the model; the G2P command (`hf_minimal.g2p`) and the CTranslate2 engine then start without paying for
+either library (DESIGN.md: serving imports no torch).
 """
 
-try:
-    import torch  # noqa: F401  (first: without it, transformers would import only to say so)
-    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+from __future__ import annotations
 
-    from .configuration_minimal_transformer import MinimalTransformerConfig
-    from .modeling_minimal_transformer import (
-        MinimalTransformerForConditionalGeneration,
-        MinimalTransformerModel,
-        MinimalTransformerPreTrainedModel,
-        scaled_dot_product_attention,
-        sinusoidal_position_encoding,
-    )
-except ModuleNotFoundError as error:
-    # A serving process with only ctranslate2 and tokenizers installed can still use hf_minimal.ctranslate2.Engine;
-    # any other missing module is a real error.
-    if error.name not in ("torch", "transformers"):
-        raise
-    _MISSING = error
-else:
-    _MISSING = None
+import importlib
+import importlib.abc
+import sys
 
 __version__ = "0.1.0"
 
+# Public name -> the model file defining it (imported on first use: PEP 562).
+_PUBLIC = {
+    "MinimalTransformerConfig": "configuration_minimal_transformer",
+    "MinimalTransformerForConditionalGeneration": "modeling_minimal_transformer",
+    "MinimalTransformerModel": "modeling_minimal_transformer",
+    "MinimalTransformerPreTrainedModel": "modeling_minimal_transformer",
+    "scaled_dot_product_attention": "modeling_minimal_transformer",
+    "sinusoidal_position_encoding": "modeling_minimal_transformer",
+}
+__all__ = sorted(_PUBLIC)
 
-def _register() -> None:
+_MODEL_FILES = tuple(f"{__name__}.{name}" for name in sorted(set(_PUBLIC.values())))
+_executing: set[str] = set()  # model files whose code is running now (each imports transformers part-way through)
+_registered = False
+
+
+def _register_when_ready() -> None:
+    """Register with the Auto classes once transformers is imported and neither model file is half-imported."""
+    global _registered
+    if _registered or sys.modules.get("transformers") is None or _executing:
+        return
+    try:
+        from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+
+        from .configuration_minimal_transformer import MinimalTransformerConfig
+        from .modeling_minimal_transformer import MinimalTransformerForConditionalGeneration, MinimalTransformerModel
+    except ModuleNotFoundError as error:
+        if error.name != "torch":  # transformers without torch has no models to register; anything else is a bug
+            raise
+        return
+    if _registered:  # importing the model files above registered already (their own import calls this)
+        return
     # exist_ok makes a second import (or a reload) harmless.
     AutoConfig.register(MinimalTransformerConfig.model_type, MinimalTransformerConfig, exist_ok=True)
     AutoModel.register(MinimalTransformerConfig, MinimalTransformerModel, exist_ok=True)
@@ -37,26 +57,67 @@ def _register() -> None:
     MinimalTransformerConfig.register_for_auto_class()
     MinimalTransformerModel.register_for_auto_class("AutoModel")
     MinimalTransformerForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+    _registered = True
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _RegisterAfterImport)]
+
+
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
+    """Runs `_register_when_ready` right after transformers or one of the model files finishes importing: it finds
+    the module with the finders behind it and wraps the loader it gets (a post-import hook)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "transformers" and name not in _MODEL_FILES:
+            return None
+        for finder in sys.meta_path[sys.meta_path.index(self) + 1 :]:
+            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None:
+                if hasattr(spec.loader, "exec_module"):
+                    spec.loader = _ThenRegister(spec.loader)
+                return spec
+        return None
+
+
+class _ThenRegister(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = module.__spec__.loader = self.loader  # the module keeps its real loader (get_source)
+        _executing.add(module.__name__)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            _executing.discard(module.__name__)
+        _register_when_ready()
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)
 
 
 def __getattr__(name: str):
-    if _MISSING is not None and name in __all__:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f".{_PUBLIC[name]}", __name__)
+    except ModuleNotFoundError as error:
+        if error.name not in ("torch", "transformers"):
+            raise
         raise ImportError(
-            f"hf_minimal.{name} needs torch and transformers ({_MISSING}): install them (CPU torch: pip install "
-            "torch --index-url https://download.pytorch.org/whl/cpu). Without them only hf_minimal.ctranslate2.Engine "
-            "works."
-        ) from _MISSING
-    raise AttributeError(f"module 'hf_minimal' has no attribute {name!r}")
+            f"hf_minimal.{name} needs torch and transformers ({error}): install them (CPU torch: pip install torch "
+            "--index-url https://download.pytorch.org/whl/cpu). Without them only the CTranslate2 engine "
+            "(hf_minimal.ctranslate2.Engine) and the G2P command's CTranslate2 path work."
+        ) from error
+    globals()[name] = value = getattr(module, name)
+    return value
 
 
-if _MISSING is None:
-    _register()
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
-__all__ = [
-    "MinimalTransformerConfig",
-    "MinimalTransformerForConditionalGeneration",
-    "MinimalTransformerModel",
-    "MinimalTransformerPreTrainedModel",
-    "scaled_dot_product_attention",
-    "sinusoidal_position_encoding",
-]
+
+if not any(isinstance(finder, _RegisterAfterImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterImport())
+_register_when_ready()

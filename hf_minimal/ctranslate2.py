@@ -278,9 +278,8 @@ class Engine:
             length_penalty=0.0,  # rank by the sum of log-probabilities, as a probability mass needs
             return_scores=True,
         )
-        return [
-            list(zip(self._decode(result.hypotheses[:nbest]), result.scores[:nbest], strict=True)) for result in results
-        ]
+        texts = iter(self._decode([hypothesis for result in results for hypothesis in result.hypotheses[:nbest]]))
+        return [[(next(texts), score) for score in result.scores[:nbest]] for result in results]
 
     def _translate(self, texts: Sequence[str], batch_size: int | None, max_length: int | None, **options) -> list:
         """CTranslate2's results for `texts`, in their order, from length-sorted batches decoded in parallel."""

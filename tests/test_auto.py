@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import tiny_config
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from limits import TIMEOUT
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
@@ -38,6 +39,44 @@ def test_import_registers_auto_classes_and_is_idempotent():
     assert type(AutoModel.from_config(cfg)).__name__ == "MinimalTransformerModel"
     assert type(AutoModelForSeq2SeqLM.from_config(cfg)).__name__ == "MinimalTransformerForConditionalGeneration"
     assert set(hf_minimal.__all__) >= {"MinimalTransformerConfig", "scaled_dot_product_attention"}
+
+
+# Ways a process may first meet the package, then transformers; each must end with the model registered.
+FIRST_IMPORTS = [
+    "import hf_minimal",
+    "import transformers; import hf_minimal",
+    "from hf_minimal import MinimalTransformerConfig",
+    "import hf_minimal.configuration_minimal_transformer",
+    "import hf_minimal.modeling_minimal_transformer",
+    "from hf_minimal.g2p import build_tokenizer",
+]
+
+
+@pytest.mark.parametrize("first", FIRST_IMPORTS)
+def test_import_is_light_and_the_auto_classes_know_the_model_whatever_is_imported_first(first):
+    """`import hf_minimal` loads neither torch nor transformers (the G2P command and the CTranslate2 engine start
+    without them), and the Auto classes resolve the model as soon as transformers is there, in a fresh process."""
+    script = textwrap.dedent(f"""
+        import sys
+        import hf_minimal
+        light = not {{"torch", "transformers"}} & set(sys.modules)
+        {first}
+        from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+        config = AutoConfig.for_model("minimal_transformer", d_model=16, num_heads=2, d_ff=32, encoder_layers=1,
+                                      decoder_layers=1, vocab_size=20)
+        model = AutoModelForSeq2SeqLM.from_config(config)
+        assert type(model) is hf_minimal.MinimalTransformerForConditionalGeneration, type(model)
+        assert type(AutoModel.from_config(config)) is hf_minimal.MinimalTransformerModel
+        import json, tempfile  # the classes are marked for auto_map: a saved config names them
+        with tempfile.TemporaryDirectory() as folder:
+            config.save_pretrained(folder)
+            auto_map = json.load(open(folder + "/config.json"))["auto_map"]
+        assert auto_map["AutoConfig"].endswith(".MinimalTransformerConfig"), auto_map
+        print("light" if light else "heavy")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["light"], result.stdout
 
 
 @pytest.mark.parametrize(("name", "params_m", "d_model", "dropout"), [("base", 65, 512, 0.1), ("big", 213, 1024, 0.3)])

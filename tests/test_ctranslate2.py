@@ -116,7 +116,7 @@ def shipped(tmp_path_factory):
 
     from hf_minimal.g2p.pronounce import MODELS, MODELS_DIR
 
-    folder = MODELS_DIR / MODELS["en"]
+    folder = MODELS_DIR / MODELS["en-accurate"]
     model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
     out = tmp_path_factory.mktemp("shipped")
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -15,10 +15,10 @@ from limits import TIMEOUT
 from hf_minimal.decoding import pmass_count
 from hf_minimal.g2p import load_cmudict
 from hf_minimal.g2p.lexicon import LexiconError, format_entries, parse_lexicon, read_lexicon
-from hf_minimal.g2p.pronounce import G2P, MODELS, MODELS_DIR, Pronunciation, number_words, split_text
+from hf_minimal.g2p.pronounce import DEFAULT_MODEL, G2P, MODELS, MODELS_DIR, Pronunciation, number_words, split_text
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = MODELS_DIR / MODELS["en"]
+SHIPPED = MODELS_DIR / MODELS[DEFAULT_MODEL]
 # Test-split words (held out from training), whose pronunciations the model must find itself with the dictionary off;
 # letters only (a hyphenated word is pronounced part by part, so its score is not one decoding's).
 HELD_OUT = [word for word in load_cmudict()["test"]["word"][:3000:60] if word.isalpha()]
@@ -250,18 +250,42 @@ def test_command_reports_odd_lines_and_pronounces_the_rest(tmp_path):
     assert bad.returncode == 1 and "Cannot read a lexicon" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_the_shipped_model_is_a_hub_folder_that_loads_with_the_auto_classes():
+BLOCK_TORCH = (
+    "import sys\n"
+    "sys.modules['torch'] = sys.modules['transformers'] = None  # importing either now fails\n"
+    "from hf_minimal.g2p.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_the_command_runs_without_torch_or_transformers_once_the_model_is_converted(engines):
+    """The command's start-up cost: once converted (cached), CTranslate2 serves it with neither library imported, and
+    dictionary words need no model at all, whatever the engine."""
+    expected = engines["ctranslate2"].pronounce(words := ["vaswani", *HELD_OUT[:30]])  # converts it into the cache
+    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *words, "--no_cmudict", "--engine", "ctranslate2"],
+                            capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = dict(line.split("\t") for line in result.stdout.splitlines())
+    assert rows == {word: variants[0].phones for word, variants in expected.items()}
+    known = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "hello", "world", "--engine", "torch"],
+                           capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)  # fmt: skip
+    assert known.returncode == 0 and known.stdout == "hello\tHH AH0 L OW1\nworld\tW ER1 L D\n", known.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_shipped_model_is_a_hub_folder_that_loads_with_the_auto_classes(name):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    names = {path.name for path in SHIPPED.iterdir()}
+    folder = MODELS_DIR / MODELS[name]
+    names = {path.name for path in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= names
     assert not names & {"training_args.bin", "optimizer.pt", "rng_state.pth"}  # nothing pickled ships
     for code in ("configuration_minimal_transformer.py", "modeling_minimal_transformer.py"):
-        assert (SHIPPED / code).read_text() == (ROOT / "hf_minimal" / code).read_text(), f"{code}: copy it again"
-    model = AutoModelForSeq2SeqLM.from_pretrained(SHIPPED)
-    tokenizer = AutoTokenizer.from_pretrained(SHIPPED)
+        assert (folder / code).read_text() == (ROOT / "hf_minimal" / code).read_text(), f"{code}: copy it again"
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     assert type(model).__name__ == "MinimalTransformerForConditionalGeneration" and "AH0" in tokenizer.get_vocab()
-    card = (SHIPPED / "README.md").read_text()
+    card = (folder / "README.md").read_text()
     assert "grapheme-to-phoneme" in card and "Phonetisaurus" in card and "stress" in card
 
 

@@ -13,6 +13,7 @@ lexicon and the text looked up in it agree; phones are kept exactly as written.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -32,6 +33,8 @@ class LexiconError(ValueError):
 def normalize_word(word: str) -> str:
     """The form words are looked up and spelled in: Unicode NFKC (compatibility forms such as ligatures and
     full-width letters to their plain letters), typographic apostrophes to ', lower case."""
+    if word.isascii():  # NFKC leaves ASCII as it is: only the backtick to map (the fast path of a long word list)
+        return (word.replace("`", "'") if "`" in word else word).lower()
     return unicodedata.normalize("NFKC", word).translate(_APOSTROPHES).lower()
 
 
@@ -44,10 +47,7 @@ def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>") -> dict[str, 
         text = line.rstrip("\r\n").lstrip("\ufeff")
         if not text.strip() or text.lstrip().startswith((";;;", "#")):  # empty, or a comment line
             continue
-
-        def error(problem: str, number: int = number, text: str = text) -> LexiconError:
-            return LexiconError(f"{source}, line {number}: {problem}: {text[:80]!r}")
-
+        error = functools.partial(_line_error, source, number, text)
         if tabbed is None:
             tabbed = "\t" in text
         elif tabbed != ("\t" in text):
@@ -56,9 +56,9 @@ def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>") -> dict[str, 
         if tabbed:
             word, pronunciations = _tab_entry(text.split("\t"), error)
         else:
-            pieces = _COMMENT.split(text, maxsplit=1)[0].split()
+            pieces = (_COMMENT.split(text, maxsplit=1)[0] if "#" in text else text).split()
             word, pronunciations = pieces[0], [" ".join(pieces[1:])]
-            variant = _VARIANT.match(word)
+            variant = _VARIANT.match(word) if "(" in word else None
             if variant:
                 word = variant.group(1)
         if not all(pronunciations):
@@ -68,6 +68,10 @@ def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>") -> dict[str, 
     if not lexicon:
         raise LexiconError(f"{source} has no entries: write one word and its phones a line.")
     return lexicon
+
+
+def _line_error(source: str, number: int, text: str, problem: str) -> LexiconError:
+    return LexiconError(f"{source}, line {number}: {problem}: {text[:80]!r}")
 
 
 def _tab_entry(columns: list[str], error) -> tuple[str, list[str]]:

