@@ -19,6 +19,7 @@ CTranslate2 would otherwise replace with its own, different one. The folder gets
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -51,6 +52,26 @@ QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat1
 # still win, a rule CTranslate2 lacks; patience 2 gives its results on every word of the G2P test split (patience 1:
 # 17 of 6,295 words differ; 2, 3 and 5: none; each step up costs 10-30% of the speed; docs/performance.md).
 BEAM_PATIENCE = 2.0
+
+
+def source_digest(model_dir: str | os.PathLike) -> str | None:
+    """SHA-256 of what an export is made from (a folder's config.json, model.safetensors and tokenizer.json); None
+    for a Hub id. Recorded in the export's metadata, so that an export can be matched to its model folder."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
+def is_export_of(export_dir: str | os.PathLike, digest: str | None) -> bool:
+    """Whether `export_dir` holds a complete export of the model folder whose `source_digest` is `digest`."""
+    folder = Path(export_dir)
+    if digest is None or not (folder / "model.bin").is_file() or not (folder / METADATA).is_file():
+        return False
+    return json.loads((folder / METADATA).read_text()).get("source_sha256") == digest
 
 
 def build_spec(model, tokenizer, max_positions: int = DEFAULT_MAX_POSITIONS):
@@ -181,7 +202,12 @@ def export(
         shutil.rmtree(output)
     output.mkdir(parents=True)
     spec.save(str(output))
-    metadata = {"max_positions": max_positions, "quantization": quantization or "float32", "source": str(model_dir)}
+    metadata = {
+        "max_positions": max_positions,
+        "quantization": quantization or "float32",
+        "source": str(model_dir),
+        "source_sha256": source_digest(model_dir),
+    }
     (output / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     return output
 

@@ -15,7 +15,16 @@ from limits import TIMEOUT
 from hf_minimal.decoding import pmass_count
 from hf_minimal.g2p import load_cmudict
 from hf_minimal.g2p.lexicon import LexiconError, format_entries, parse_lexicon, read_lexicon
-from hf_minimal.g2p.pronounce import DEFAULT_MODEL, G2P, MODELS, MODELS_DIR, Pronunciation, number_words, split_text
+from hf_minimal.g2p.pronounce import (
+    DEFAULT_MODEL,
+    G2P,
+    MODELS,
+    MODELS_DIR,
+    Pronunciation,
+    ctranslate2_model,
+    number_words,
+    split_text,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = MODELS_DIR / MODELS[DEFAULT_MODEL]
@@ -272,6 +281,21 @@ def test_the_command_runs_without_torch_or_transformers_once_the_model_is_conver
     assert known.returncode == 0 and known.stdout == "hello\tHH AH0 L OW1\nworld\tW ER1 L D\n", known.stderr[-2000:]
 
 
+def test_the_default_model_ships_its_own_ctranslate2_export(tmp_path):
+    """The first run after installing converts nothing (and needs no torch): the default model's folder carries its
+    float32 export, made from these very files (its metadata holds their hash), decoding as a fresh export does."""
+    pytest.importorskip("ctranslate2", reason="the `serve` extra (in `test`)")
+    from hf_minimal.ctranslate2 import Engine, export, is_export_of, source_digest
+
+    shipped = SHIPPED / "ctranslate2"
+    assert is_export_of(shipped, source_digest(SHIPPED)), (
+        f"{shipped} is not the export of the weights beside it: python -m hf_minimal.ctranslate2 {SHIPPED} {shipped} "
+        "--force"
+    )
+    assert ctranslate2_model(SHIPPED) == shipped
+    assert Engine(shipped).translate(HELD_OUT) == Engine(export(SHIPPED, tmp_path / "fresh")).translate(HELD_OUT)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_each_shipped_model_is_a_hub_folder_that_loads_with_the_auto_classes(name):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -320,6 +344,11 @@ def test_the_wheel_installs_and_pronounces_offline_outside_the_clone(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = dict(line.split("\t") for line in result.stdout.splitlines())
     assert rows["hello"] == "HH AH0 L OW1" and rows["vaswani"].startswith("V ")
+    # The first pronunciation needs neither torch nor transformers (the shipped export, no conversion).
+    light = subprocess.run([venv / "bin" / "python", "-c", BLOCK_TORCH, "vaswani"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=TIMEOUT)  # fmt: skip
+    assert light.returncode == 0 and light.stdout == f"vaswani\t{rows['vaswani']}\n", light.stderr[-2000:]
+    assert not (tmp_path / "cache" / "ctranslate2").exists()  # nothing was converted
 
 
 def test_the_shipped_folder_pushes_to_the_hub_as_it_is_and_loads_without_the_package(hub, hub_env, tmp_path):

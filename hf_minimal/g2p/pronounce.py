@@ -80,13 +80,16 @@ def cache_dir() -> Path:
 
 
 def ctranslate2_model(folder: Path, quantization: str | None = None) -> Path:
-    """The CTranslate2 export of `folder` (weights in `quantization`, default float32), converted on first use into
-    the cache and reused after (keyed by a hash of the weights, config and tokenizer, so a retrained model is
+    """The CTranslate2 export of `folder` (weights in `quantization`, default float32): the one shipped in the
+    folder (`ctranslate2/`, float32, when it is the export of these very files), else one converted on first use
+    into the cache and reused after (keyed by a hash of the weights, config and tokenizer, so a retrained model is
     converted again)."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors", "tokenizer.json"):
-        digest.update((folder / name).read_bytes())
-    target = cache_dir() / "ctranslate2" / f"{folder.name}-{digest.hexdigest()[:16]}-{quantization or 'float32'}"
+    from ..ctranslate2 import is_export_of, source_digest
+
+    digest = source_digest(folder)
+    if quantization is None and is_export_of(folder / "ctranslate2", digest):
+        return folder / "ctranslate2"
+    target = cache_dir() / "ctranslate2" / f"{folder.name}-{digest[:16]}-{quantization or 'float32'}"
     if (target / "model.bin").is_file():
         return target
     from ..ctranslate2 import export
