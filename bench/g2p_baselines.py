@@ -100,8 +100,7 @@ def score(hypotheses: list[str], references: list[list[str]], plain: list[list[s
     """PER/WER and WER by length against `references`; with stress, also stress stripped against `plain`."""
     row = {**g2p.per_wer(hypotheses, references), "by_length": wer_by_length(WORDS, hypotheses, references)}
     if plain is not None:
-        stripped = [" ".join(g2p.strip_stress(h.split())) for h in hypotheses]
-        row["stress_stripped"] = g2p.per_wer(stripped, plain)
+        row["stress_stripped"] = g2p.per_wer_stress_stripped(hypotheses, plain)
     return row
 
 

@@ -20,9 +20,10 @@ import importlib
 _MODULES = {
     "data": (
         "GRAPHEMES", "SPECIAL_TOKENS", "SPLITS", "build_tokenizer", "grow_vocabulary", "keeps_stress", "load_cmudict",
-        "phone_inventory", "split_of", "strip_stress", "tokenize_split", "tokenizer_for_vocabulary",
+        "phone_inventory", "split_of", "tokenize_split", "tokenizer_for_vocabulary",
     ),
-    "metrics": ("edit_distance", "per_wer"),
+    "lexicon": ("strip_stress",),
+    "metrics": ("edit_distance", "per_wer", "per_wer_stress_stripped"),
     "inference": (
         "decode_in_batches", "evaluate_split", "greedy_decode", "load_model", "map_on_cpu_threads", "transcribe",
         "transcribe_nbest",

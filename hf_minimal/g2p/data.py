@@ -14,6 +14,7 @@ from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 from ..pairs import SPECIAL_TOKENS, seq2seq_tokenizer
+from .lexicon import strip_stress
 
 # SPECIAL_TOKENS, the first ids, are the model config's defaults: pad=0, bos=1 (also the decoder start), eos=2; unk.
 # Every character of a CMUdict headword (126k words): lower-case letters, apostrophe, hyphen, period.
@@ -30,11 +31,6 @@ def phone_inventory(keep_stress: bool = False) -> list[str]:
     for phone, (kind, *_) in cmudict.phones():
         phones += [phone + s for s in "012"] if keep_stress and kind == "vowel" else [phone]
     return phones
-
-
-def strip_stress(pronunciation: Sequence[str]) -> list[str]:
-    """["HH", "AH0", "L", "OW1"] -> ["HH", "AH", "L", "OW"]."""
-    return [phone.rstrip("012") for phone in pronunciation]
 
 
 def split_of(word: str) -> str:
@@ -180,7 +176,6 @@ __all__ = [
     "load_cmudict",
     "phone_inventory",
     "split_of",
-    "strip_stress",
     "tokenize_split",
     "tokenizer_for_vocabulary",
 ]

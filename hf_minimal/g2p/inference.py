@@ -15,8 +15,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..ctranslate2 import Engine  # imports nothing heavy until an engine is created
 from ..decoding import length_sorted_batches, max_decoding_length, nbest_beams
-from .data import strip_stress
-from .metrics import per_wer
+from .metrics import per_wer, per_wer_stress_stripped
 
 
 def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
@@ -225,8 +224,7 @@ def evaluate_split(
     if stressless is not None:
         if list(stressless["word"]) != list(dataset["word"]):
             raise ValueError("evaluate_split: `stressless` must hold the same words, in the same order, as `dataset`.")
-        stripped = [" ".join(strip_stress(h.split())) for h in hypotheses]
-        scores["stress_stripped"] = per_wer(stripped, stressless["pronunciations"])
+        scores["stress_stripped"] = per_wer_stress_stripped(hypotheses, stressless["pronunciations"])
     return scores
 
 

@@ -38,6 +38,11 @@ def normalize_word(word: str) -> str:
     return unicodedata.normalize("NFKC", word).translate(_APOSTROPHES).lower()
 
 
+def strip_stress(pronunciation: Sequence[str]) -> list[str]:
+    """["HH", "AH0", "L", "OW1"] -> ["HH", "AH", "L", "OW"]."""
+    return [phone.rstrip("012") for phone in pronunciation]
+
+
 def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>") -> dict[str, list[str]]:
     """{word: [pronunciation, ...]} from the lines of a lexicon in either format (the first entry decides which);
     pronunciations are space-joined phones, variants in file order without repeats."""
@@ -147,5 +152,6 @@ __all__ = [
     "normalize_word",
     "parse_lexicon",
     "read_lexicon",
+    "strip_stress",
     "write_lexicon",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .lexicon import strip_stress
+
 
 def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
     """Levenshtein distance (unit-cost substitution, insertion, deletion) between two phone sequences."""
@@ -38,4 +40,10 @@ def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> d
     return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
 
 
-__all__ = ["edit_distance", "per_wer"]
+def per_wer_stress_stripped(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """`per_wer` of a stress model's outputs with the digits stripped against stress-less `references`: how it
+    compares with systems that predict no stress."""
+    return per_wer([" ".join(strip_stress(h.split())) for h in hypotheses], references)
+
+
+__all__ = ["edit_distance", "per_wer", "per_wer_stress_stripped"]

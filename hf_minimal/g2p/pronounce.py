@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..decoding import pmass_count
-from .lexicon import normalize_word, parse_lexicon, read_lexicon
+from .lexicon import normalize_word, parse_lexicon, read_lexicon, strip_stress
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # The models shipped in the package (each a Hub-style folder with its card): name -> folder under MODELS_DIR. Both
@@ -84,7 +84,7 @@ def ctranslate2_model(folder: Path, quantization: str | None = None) -> Path:
     folder (`ctranslate2/`, float32, when it is the export of these very files), else one converted on first use
     into the cache and reused after (keyed by a hash of the weights, config and tokenizer, so a retrained model is
     converted again)."""
-    from ..ctranslate2 import is_export_of, source_digest
+    from ..ctranslate2 import export, is_export_of, source_digest
 
     digest = source_digest(folder)
     if quantization is None and is_export_of(folder / "ctranslate2", digest):
@@ -92,8 +92,6 @@ def ctranslate2_model(folder: Path, quantization: str | None = None) -> Path:
     target = cache_dir() / "ctranslate2" / f"{folder.name}-{digest[:16]}-{quantization or 'float32'}"
     if (target / "model.bin").is_file():
         return target
-    from ..ctranslate2 import export
-
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
@@ -297,7 +295,7 @@ class G2P:
         return variants
 
     def _stress(self, phones: str) -> str:
-        return phones if self.stress else " ".join(phone.rstrip("012") for phone in phones.split())
+        return phones if self.stress else " ".join(strip_stress(phones.split()))
 
     @property
     def decoder(self) -> tuple:
