@@ -206,7 +206,9 @@ def test_remote_code_loads_without_the_package(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     out = torch.load(tmp_path / "out.pt")
-    assert torch.equal(out["logits"], model(input_ids=src, attention_mask=mask, labels=src).logits)
+    # Same weights and code in two processes need not give the same bits: the matrix-product kernels split their
+    # sums by the threads they get. float32's tolerance still sees a wrong position table, scale or norm (O(0.1)).
+    torch.testing.assert_close(out["logits"], model(input_ids=src, attention_mask=mask, labels=src).logits)
     assert torch.equal(out["tokens"], model.generate(src, attention_mask=mask, max_new_tokens=6, num_beams=2))
 
 
