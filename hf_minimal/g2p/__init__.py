@@ -1,7 +1,7 @@
 """Grapheme-to-phoneme on CMUdict (or a lexicon file): the task side of the project, which knows nothing of the
 model's internals (only the Auto classes and the CTranslate2 engine).
 
-    data.py        CMUdict as `datasets` splits, the shared G2P tokenizer           (torch, transformers, datasets)
+    data.py        CMUdict or a lexicon file as `datasets` splits, the G2P tokenizer (torch, transformers, datasets)
     metrics.py     Sequitur's PER/WER                                               (pure Python)
     inference.py   load a model, transcribe (greedy, beam, n-best), score a split    (torch, transformers)
     lexicon.py     read and write pronunciation dictionaries                        (pure Python)
@@ -19,11 +19,12 @@ import importlib
 
 _MODULES = {
     "data": (
-        "GRAPHEMES", "SPECIAL_TOKENS", "SPLITS", "build_tokenizer", "grow_vocabulary", "keeps_stress", "load_cmudict",
-        "phone_inventory", "split_of", "tokenize_split", "tokenizer_for_vocabulary",
+        "GRAPHEMES", "SPECIAL_TOKENS", "SPLITS", "build_tokenizer", "grow_vocabulary", "keeps_stress", "lexicon_splits",
+        "lexicon_tokenizer", "load_cmudict", "load_lexicon", "phone_inventory", "split_of", "tokenize_split",
+        "tokenizer_for_splits", "tokenizer_for_vocabulary",
     ),
     "lexicon": ("strip_stress",),
-    "metrics": ("edit_distance", "per_wer", "per_wer_stress_stripped"),
+    "metrics": ("closest_reference", "edit_distance", "per_wer", "per_wer_stress_stripped", "worst_words"),
     "inference": (
         "decode_in_batches", "evaluate_split", "greedy_decode", "load_model", "map_on_cpu_threads", "transcribe",
         "transcribe_nbest",

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sentences", action="store_true",
                         help="one output line per input line: the words' phones with ' | ' between words")  # fmt: skip
     parser.add_argument("--drop_punctuation", action="store_true", help="--sentences: leave punctuation out")
+    parser.add_argument("--number_language", default="en", metavar="LANG",
+                        help="the language numbers are read in (num2words' code: en, de, fr, ...)")  # fmt: skip
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"a shipped model ({', '.join(MODELS)}), a model folder or a Hub id (default: "
                         f"{DEFAULT_MODEL})")  # fmt: skip
@@ -118,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pmass must be in (0, 1]")
     if args.show_source and args.format == "tsv":
         parser.error("--show_source needs --format tsv_scores or cmudict (plain tsv has no column for it)")
+    if args.number_language != "en":  # checked here, not at the first number of a long word list
+        from num2words import CONVERTER_CLASSES
+
+        if args.number_language not in CONVERTER_CLASSES:
+            parser.error(f"--number_language {args.number_language}: num2words reads {', '.join(CONVERTER_CLASSES)}")
     lines = read_lines(args, parser)
     start = time.perf_counter()
     try:
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             batch_size=args.batch_size,
             quantization="int8" if args.int8 else None,
+            number_language=args.number_language,
         )
     except LexiconError as error:
         print(f"Cannot read a lexicon: {error}", file=sys.stderr)

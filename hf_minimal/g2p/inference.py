@@ -15,7 +15,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..ctranslate2 import Engine  # imports nothing heavy until an engine is created
 from ..decoding import length_sorted_batches, max_decoding_length, nbest_beams
-from .metrics import per_wer, per_wer_stress_stripped
+from .metrics import per_wer, per_wer_stress_stripped, worst_words
 
 
 def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
@@ -215,12 +215,22 @@ def evaluate_split(
     num_beams: int = 1,
     batch_size: int | None = None,
     stressless=None,
+    worst: int = 0,
 ):
-    """PER/WER (percent) of `model` on a `load_cmudict()` split, plus the number of words scored. With `stressless`
-    (the same words' stress-less split, for a model with stress) also `stress_stripped`: PER/WER of its outputs with
-    the digits stripped against those references, the comparison with stress-less systems."""
-    hypotheses = transcribe(model, tokenizer, dataset["word"], num_beams=num_beams, batch_size=batch_size)
-    scores = {**per_wer(hypotheses, dataset["pronunciations"]), "words": len(hypotheses)}
+    """PER/WER (percent) of `model` on a split of `load_cmudict()` or `load_lexicon()`, plus the numbers of words and
+    of reference pronunciations scored against. With `stressless` (the same words' stress-less split, for a model
+    with stress) also `stress_stripped`: PER/WER of its outputs with the digits stripped against those references,
+    the comparison with stress-less systems. With `worst`, also the `worst` words furthest from every reference
+    (metrics.worst_words)."""
+    words, references = dataset["word"], dataset["pronunciations"]
+    hypotheses = transcribe(model, tokenizer, words, num_beams=num_beams, batch_size=batch_size)
+    scores = {
+        **per_wer(hypotheses, references),
+        "words": len(hypotheses),
+        "pronunciations": sum(map(len, references)),
+    }
+    if worst:
+        scores["worst"] = worst_words(words, hypotheses, references, worst)
     if stressless is not None:
         if list(stressless["word"]) != list(dataset["word"]):
             raise ValueError("evaluate_split: `stressless` must hold the same words, in the same order, as `dataset`.")

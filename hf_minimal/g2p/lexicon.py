@@ -30,12 +30,15 @@ class LexiconError(ValueError):
     """A lexicon file that cannot be read: the message names the file, the line and the fix."""
 
 
-def normalize_word(word: str) -> str:
+def normalize_word(word: str, lowercase: bool = True) -> str:
     """The form words are looked up and spelled in: Unicode NFKC (compatibility forms such as ligatures and
-    full-width letters to their plain letters), typographic apostrophes to ', lower case."""
+    full-width letters to their plain letters), typographic apostrophes to ', lower case (unless `lowercase` is False:
+    a model trained on a case-sensitive lexicon)."""
     if word.isascii():  # NFKC leaves ASCII as it is: only the backtick to map (the fast path of a long word list)
-        return (word.replace("`", "'") if "`" in word else word).lower()
-    return unicodedata.normalize("NFKC", word).translate(_APOSTROPHES).lower()
+        word = word.replace("`", "'") if "`" in word else word
+    else:
+        word = unicodedata.normalize("NFKC", word).translate(_APOSTROPHES)
+    return word.lower() if lowercase else word
 
 
 def strip_stress(pronunciation: Sequence[str]) -> list[str]:
@@ -43,9 +46,10 @@ def strip_stress(pronunciation: Sequence[str]) -> list[str]:
     return [phone.rstrip("012") for phone in pronunciation]
 
 
-def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>") -> dict[str, list[str]]:
+def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>", lowercase: bool = True) -> dict[str, list[str]]:
     """{word: [pronunciation, ...]} from the lines of a lexicon in either format (the first entry decides which);
-    pronunciations are space-joined phones, variants in file order without repeats."""
+    words normalised (`normalize_word`), pronunciations space-joined phones, variants in file order without
+    repeats."""
     lexicon: dict[str, list[str]] = {}
     tabbed: bool | None = None
     for number, line in enumerate(lines, start=1):
@@ -68,7 +72,7 @@ def parse_lexicon(lines: Iterable[str], source: str = "<lexicon>") -> dict[str, 
                 word = variant.group(1)
         if not all(pronunciations):
             raise error(f"{word!r} has no phones; write them after the word ({'a tab' if tabbed else 'a space'})")
-        variants = lexicon.setdefault(normalize_word(word), [])
+        variants = lexicon.setdefault(normalize_word(word, lowercase), [])
         variants += [p for p in pronunciations if p not in variants]
     if not lexicon:
         raise LexiconError(f"{source} has no entries: write one word and its phones a line.")
@@ -99,11 +103,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_lexicon(path: str | os.PathLike) -> dict[str, list[str]]:
+def read_lexicon(path: str | os.PathLike, lowercase: bool = True) -> dict[str, list[str]]:
     """`parse_lexicon` of a UTF-8 file; a file that cannot be read or decoded raises LexiconError naming it."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return parse_lexicon(handle, source=str(path))
+            return parse_lexicon(handle, source=str(path), lowercase=lowercase)
     except UnicodeDecodeError as error:
         raise LexiconError(f"{path} is not UTF-8 ({error}); convert it, e.g. `iconv -t UTF-8 {path}`.") from error
     except OSError as error:

@@ -30,14 +30,33 @@ def per_wer(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> d
         raise ValueError("per_wer: no words to score; pass at least one hypothesis.")
     errors = length = wrong_words = 0
     for hypothesis, alternates in zip(hypotheses, references, strict=True):
-        if isinstance(alternates, str) or not alternates:
-            raise ValueError(f"per_wer: references must be non-empty lists of strings, got {alternates!r}.")
-        hyp = hypothesis.split()
-        distance, closest = min((edit_distance(hyp, ref.split()), i) for i, ref in enumerate(alternates))
+        distance, closest = closest_reference(hypothesis, alternates)
         errors += distance
-        length += len(alternates[closest].split())
+        length += len(closest.split())
         wrong_words += distance > 0
     return {"per": 100.0 * errors / max(length, 1), "wer": 100.0 * wrong_words / len(hypotheses)}
+
+
+def closest_reference(hypothesis: str, references: Sequence[str]) -> tuple[int, str]:
+    """(edit distance, reference) of the reference closest to `hypothesis` (the first listed among ties)."""
+    if isinstance(references, str) or not references:
+        raise ValueError(f"per_wer: references must be non-empty lists of strings, got {references!r}.")
+    hyp = hypothesis.split()
+    distance, index = min((edit_distance(hyp, ref.split()), i) for i, ref in enumerate(references))
+    return distance, references[index]
+
+
+def worst_words(
+    words: Sequence[str], hypotheses: Sequence[str], references: Sequence[Sequence[str]], n: int
+) -> list[dict]:
+    """The `n` words whose hypothesis is furthest (edit distance) from its closest reference, worst first (ties by
+    word), as {"word", "distance", "output", "references"}; words without an error are never listed."""
+    rows = []
+    for word, hypothesis, alternates in zip(words, hypotheses, references, strict=True):
+        distance, _ = closest_reference(hypothesis, alternates)
+        if distance:
+            rows.append({"word": word, "distance": distance, "output": hypothesis, "references": list(alternates)})
+    return sorted(rows, key=lambda row: (-row["distance"], row["word"]))[:n]
 
 
 def per_wer_stress_stripped(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -46,4 +65,4 @@ def per_wer_stress_stripped(hypotheses: Sequence[str], references: Sequence[Sequ
     return per_wer([" ".join(strip_stress(h.split())) for h in hypotheses], references)
 
 
-__all__ = ["edit_distance", "per_wer", "per_wer_stress_stripped"]
+__all__ = ["closest_reference", "edit_distance", "per_wer", "per_wer_stress_stripped", "worst_words"]

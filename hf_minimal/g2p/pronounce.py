@@ -140,16 +140,25 @@ class G2P:
 
         if not (self.folder / "tokenizer.json").is_file():
             raise FileNotFoundError(f"{self.folder / 'tokenizer.json'} is missing: copy the whole model folder.")
-        vocab = Tokenizer.from_file(str(self.folder / "tokenizer.json")).get_vocab()
+        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        vocab = tokenizer.get_vocab()
         self.alphabet = frozenset(token for token in vocab if len(token) == 1)  # the single letters it spells with
-        self.model_stress = "AH0" in vocab
+        self.lowercase = lowercases(tokenizer)  # a model trained on a case-sensitive lexicon reads words as written
+        self.arpabet, self.model_stress = "AH" in vocab or "AH0" in vocab, "AH0" in vocab
+        if stress is not None and not self.arpabet:
+            raise ValueError(
+                f"{self.folder}'s phones are not ARPAbet: stress= (--no_stress) strips ARPAbet's stress digits, and "
+                "this model's phones are kept as its lexicon writes them. Leave it unset."
+            )
         if stress and not self.model_stress:
             raise ValueError(f"{self.folder} was trained without stress digits: pass stress=False (--no_stress).")
         self.stress = self.model_stress if stress is None else stress
         self.engine_name = engine
         self.workers, self.batch_size, self.number_language = workers, batch_size, number_language
-        self.dictionaries: list[tuple[str, dict[str, list[str]]]] = [("lexicon", read_lexicon(p)) for p in lexicons]
-        if cmudict if cmudict is not None else ("AH" in vocab or "AH0" in vocab):
+        self.dictionaries: list[tuple[str, dict[str, list[str]]]] = [
+            ("lexicon", read_lexicon(path, self.lowercase)) for path in lexicons
+        ]
+        if cmudict if cmudict is not None else self.arpabet:
             self.dictionaries.append(("cmudict", load_cmudict_lexicon()))
         self._decoder = None
         # A word's plan is worked out once (the command asks for problems, then pronounces): bounded, as a long-lived
@@ -161,7 +170,7 @@ class G2P:
     def lookup(self, word: str) -> tuple[str, list[str]] | None:
         """(source, pronunciations) of the first dictionary holding `word` (or it without its outer apostrophes,
         or its letters without accents), else None."""
-        return self._find(normalize_word(word))
+        return self._find(normalize_word(word, self.lowercase))
 
     def _find(self, word: str) -> tuple[str, list[str]] | None:
         for source, entries in self.dictionaries:
@@ -186,7 +195,7 @@ class G2P:
     def problem(self, word: str) -> str | None:
         """Why `word` cannot be pronounced (None when it can): no letters, too long, or characters outside the model's
         alphabet. Dictionary words always can."""
-        return self._plan(normalize_word(word))[0]
+        return self._plan(normalize_word(word, self.lowercase))[0]
 
     def _make_plan(self, word: str) -> tuple[str | None, list[tuple[str, list[Pronunciation] | None]]]:
         """(problem or None, the pieces `word` (normalised) is pronounced by): itself from a dictionary, or, not in
@@ -236,7 +245,7 @@ class G2P:
         cap = nbest if nbest is not None else (PMASS_MAX_VARIANTS if pmass is not None else 1)
         if cap < 1:
             raise ValueError(f"nbest={nbest} must be at least 1.")
-        plans = {word: self._plan(word) for word in dict.fromkeys(normalize_word(word) for word in words)}
+        plans = {word: self._plan(word) for word in dict.fromkeys(normalize_word(w, self.lowercase) for w in words)}
         problems = [f"{word!r}: {why}" for word, (why, _) in plans.items() if why]
         if problems:
             raise ValueError(f"cannot pronounce {len(problems)} word(s): " + "; ".join(problems))
@@ -253,7 +262,7 @@ class G2P:
         """(token, phones) for each word, number and punctuation mark of `text`, in order: words and numbers with
         their best pronunciation (numbers read as words by num2words), punctuation marks with None (dropped when
         `keep_punctuation` is False). Raises ValueError for a word that cannot be pronounced."""
-        tokens = split_text(text)
+        tokens = split_text(text, self.lowercase)
         spoken = {token: number_words(token, self.number_language) for kind, token in tokens if kind == "number"}
         words = [token for kind, token in tokens if kind == "word"] + [w for ws in spoken.values() for w in ws]
         best = {word: variants[0].phones for word, variants in self.pronounce(words).items()}
@@ -262,7 +271,7 @@ class G2P:
             if kind == "word":
                 out.append((token, best[token]))
             elif kind == "number":
-                out.append((token, " ".join(best[normalize_word(w)] for w in spoken[token])))
+                out.append((token, " ".join(best[normalize_word(w, self.lowercase)] for w in spoken[token])))
             elif keep_punctuation:
                 out.append((token, None))
         return out
@@ -295,7 +304,7 @@ class G2P:
         return variants
 
     def _stress(self, phones: str) -> str:
-        return phones if self.stress else " ".join(strip_stress(phones.split()))
+        return phones if self.stress or not self.arpabet else " ".join(strip_stress(phones.split()))
 
     @property
     def decoder(self) -> tuple:
@@ -339,6 +348,18 @@ def combine(options: list[list[Pronunciation]], cap: int) -> list[Pronunciation]
     return sorted(combos, key=lambda p: -(p.log_prob or 0.0))[:cap]
 
 
+def lowercases(tokenizer) -> bool:
+    """Whether a G2P tokenizer (a tokenizers.Tokenizer, or transformers' fast tokenizer over one) lower-cases the words
+    it reads (data.lexicon_tokenizer's `lowercase`): its normaliser turns the capital of one of its letters into that
+    letter."""
+    tokenizer = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    letters = [token for token in tokenizer.get_vocab() if len(token) == 1 and token.upper() != token]
+    if tokenizer.normalizer is None or not letters:
+        return False
+    n = 1 + max(map(len, tokenizer.get_vocab()))  # longer than any phone, which the normaliser leaves as written
+    return tokenizer.normalizer.normalize_str(letters[0].upper() * n) == letters[0] * n
+
+
 def fold(text: str) -> str:
     """`text` without accents: NFKD, combining marks dropped ("café" -> "cafe"); letters without a decomposition
     ("ø", "ß") stay."""
@@ -380,11 +401,11 @@ def _is_letter(ch: str) -> bool:
 _ORDINAL = re.compile(r"(st|nd|rd|th)(?![^\W\d_])")
 
 
-def split_text(text: str) -> list[tuple[str, str]]:
+def split_text(text: str, lowercase: bool = True) -> list[tuple[str, str]]:
     """(kind, token) for `text` normalised as words are (lexicon.normalize_word): "word" (letters of any script,
     with apostrophes and hyphens inside, a leading or trailing apostrophe), "number" (digits, with , and . between
     digits, and an ordinal suffix: 21st), or "punct" (any other character but whitespace, one a token)."""
-    text = normalize_word(text)
+    text = normalize_word(text, lowercase)
     if text.isalpha():  # one plain word: the common line of a word list
         return [("word", text)]
     tokens, i, n = [], 0, len(text)
