@@ -112,6 +112,7 @@ def test_the_vocabulary_comes_from_the_data_with_multi_character_phones_as_one_t
     targets = [p for prons in data["test"]["pronunciations"] for p in prons]
     assert tokenizer.batch_decode(tokenizer(text_target=targets)["input_ids"], skip_special_tokens=True) == targets
     assert lowercases(tokenizer) and lowercases(g2p.build_tokenizer(keep_stress=True))
+    assert lowercases(g2p.lexicon_tokenizer(["ß", "a"], ["aː"]))  # "ß".upper() is "SS": not the letter to try
     cased = g2p.tokenizer_for_splits(data, lowercase=False)
     assert not lowercases(cased) and cased.convert_ids_to_tokens(cased("Ba")["input_ids"])[0] == "<unk>"
 
