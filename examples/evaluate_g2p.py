@@ -99,11 +99,7 @@ def lexicon_split(path: str, split: str, lowercase: bool):
     """The words of a lexicon file (split "all"), or one split of it as training splits one file."""
     if split != "all":
         return g2p.load_lexicon(path, lowercase=lowercase)[split]
-    from datasets import Dataset
-
-    entries = read_lexicon(path, lowercase)
-    words = sorted(entries)
-    return Dataset.from_dict({"word": words, "pronunciations": [entries[word] for word in words]})
+    return g2p.lexicon_dataset(read_lexicon(path, lowercase))
 
 
 def write_errors(path: str, rows: list[dict]) -> None:

@@ -488,7 +488,7 @@ def describe_data(g2p_args: G2PArguments, data, tokenizer) -> dict:
     files = {"train": g2p_args.train_file, "validation": g2p_args.validation_file, "test": g2p_args.test_file}
     given = [f"{split} `{Path(path).name}`" for split, path in files.items() if path and split != "train"]
     vocab = set(tokenizer.get_vocab()) - set(tokenizer.all_special_tokens)
-    graphemes = {ch for word in train["word"] for ch in word}
+    graphemes, phones = g2p.lexicon_symbols(train)
     return {
         "name": "lexicon",
         "description": f"the lexicon `{Path(g2p_args.train_file).name}`",
@@ -498,7 +498,7 @@ def describe_data(g2p_args: G2PArguments, data, tokenizer) -> dict:
         "words": sum(len(split) for split in data.values()),
         "pronunciations": sum(len(p) for split in data.values() for p in split["pronunciations"]),
         "graphemes": len(graphemes),
-        "phones": len({ph for prons in train["pronunciations"] for p in prons for ph in p.split()}),
+        "phones": len(phones),
         "vocabulary": len(vocab),
         "split": "split by word with SHA-256 of the word (about 90/5/5)"
         + (f", with {' and '.join(given)} given as files" if given else ""),
@@ -507,11 +507,8 @@ def describe_data(g2p_args: G2PArguments, data, tokenizer) -> dict:
 
 def check_vocabulary(tokenizer, data, source: str) -> None:
     """Fine-tuning on a lexicon: every character and phone of its training split must be a token of the model."""
-    vocab = tokenizer.get_vocab()
-    train = data["train"]
-    symbols = {ch for word in train["word"] for ch in word}
-    symbols |= {ph for prons in train["pronunciations"] for p in prons for ph in p.split()}
-    missing = sorted(symbols - set(vocab))
+    graphemes, phones = g2p.lexicon_symbols(data["train"])
+    missing = sorted((graphemes | phones) - set(tokenizer.get_vocab()))
     if missing:
         raise SystemExit(
             f"{source} has no token for {len(missing)} of the lexicon's characters and phones "

@@ -102,17 +102,28 @@ def lexicon_splits(lexicon: dict[str, list[str]], **held_out: dict[str, list[str
     word alone, so its variants stay together), unless `validation=` or `test=` give that split as a lexicon of its
     own; then the words that would fall into it stay in `train`.
     """
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
-    rows = {split: {"word": [], "pronunciations": []} for split in SPLITS}
-    for word in sorted(lexicon):
+    by_split: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
+    for word, pronunciations in lexicon.items():
         split = split_of(word)
-        row = rows["train" if split in held_out else split]
-        row["word"].append(word)
-        row["pronunciations"].append(lexicon[word])
-    for split, entries in held_out.items():
-        rows[split] = {"word": sorted(entries), "pronunciations": [entries[word] for word in sorted(entries)]}
-    return DatasetDict({split: Dataset.from_dict(rows[split]) for split in SPLITS})
+        by_split["train" if split in held_out else split][word] = pronunciations
+    return DatasetDict({split: lexicon_dataset(held_out.get(split, by_split[split])) for split in SPLITS})
+
+
+def lexicon_dataset(lexicon: dict[str, list[str]]):
+    """{word: [pronunciation, ...]} as one `datasets.Dataset` of `word` and `pronunciations` rows, sorted by word."""
+    from datasets import Dataset
+
+    words = sorted(lexicon)
+    return Dataset.from_dict({"word": words, "pronunciations": [lexicon[word] for word in words]})
+
+
+def lexicon_symbols(split) -> tuple[set[str], set[str]]:
+    """(graphemes, phones) of a split: the characters of its words and the phones of their pronunciations."""
+    graphemes = {ch for word in split["word"] for ch in word}
+    phones = {phone for alternates in split["pronunciations"] for p in alternates for phone in p.split()}
+    return graphemes, phones
 
 
 def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> PreTrainedTokenizerFast:
@@ -123,9 +134,7 @@ def build_tokenizer(keep_stress: bool = False, model_max_length: int = 128) -> P
 
 def tokenizer_for_splits(data, lowercase: bool = True, model_max_length: int = 128) -> PreTrainedTokenizerFast:
     """`lexicon_tokenizer` over the characters of the training words and the phones of their pronunciations."""
-    train = data["train"]
-    graphemes = {ch for word in train["word"] for ch in word}
-    phones = {phone for alternates in train["pronunciations"] for p in alternates for phone in p.split()}
+    graphemes, phones = lexicon_symbols(data["train"])
     return lexicon_tokenizer(graphemes, phones, lowercase=lowercase, model_max_length=model_max_length)
 
 
@@ -163,7 +172,8 @@ def tokenizer_for_vocabulary(
     phones = sorted(set(phones), key=len, reverse=True)  # longest first: alternation takes the first that matches
     if lowercase:
         tokenizer.normalizer = _lowercase_words(tokens, phones)
-    longer = "|".join(re.escape(token) for token in sorted(tokens[4:], key=len, reverse=True) if len(token) > 1)
+    symbols = tokens[len(SPECIAL_TOKENS) :]
+    longer = "|".join(re.escape(token) for token in sorted(symbols, key=len, reverse=True) if len(token) > 1)
     # WhitespaceSplit first: a Split alone would keep the spaces between phones as (unknown) pieces. The Split sees
     # one piece at a time, so \A and \z anchor a whole piece.
     pattern = rf"\A(?:{longer})\z|\S" if longer else r"\S"
@@ -176,10 +186,11 @@ def tokenizer_for_vocabulary(
 def _lowercase_words(tokens: Sequence[str], phones: Sequence[str]) -> normalizers.Normalizer:
     """Lower-cases words and leaves phones as written: plain lower-casing when no phone has capitals (IPA), else each
     capital letter not inside a piece that is exactly a phone (ARPAbet's "AH0" stays; "Hello" -> "hello")."""
+    symbols = tokens[len(SPECIAL_TOKENS) :]
     if all(phone == phone.lower() for phone in phones):
         return normalizers.Lowercase()
     capitals = sorted(
-        {up for token in tokens[4:] if len(token) == 1 for up in [token.upper()] if len(up) == 1 and up != token}
+        {up for token in symbols if len(token) == 1 for up in [token.upper()] if len(up) == 1 and up != token}
         | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     )
     alternation = "|".join(re.escape(phone) for phone in phones)
@@ -259,7 +270,9 @@ __all__ = [
     "build_tokenizer",
     "grow_vocabulary",
     "keeps_stress",
+    "lexicon_dataset",
     "lexicon_splits",
+    "lexicon_symbols",
     "lexicon_tokenizer",
     "load_cmudict",
     "load_lexicon",

@@ -353,13 +353,12 @@ def lowercases(tokenizer) -> bool:
     it reads (data.lexicon_tokenizer's `lowercase`): its normaliser turns the capital of one of its letters into that
     letter."""
     tokenizer = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    vocab = tokenizer.get_vocab()
     # Letters with a one-character capital that lower-cases back ("ß".upper() is "SS"; the vocabulary's order varies).
-    letters = sorted(
-        t for t in tokenizer.get_vocab() if len(t) == 1 and len(t.upper()) == 1 and t.upper().lower() == t != t.upper()
-    )
+    letters = sorted(t for t in vocab if len(t) == 1 and len(t.upper()) == 1 and t.upper().lower() == t != t.upper())
     if tokenizer.normalizer is None or not letters:
         return False
-    n = 1 + max(map(len, tokenizer.get_vocab()))  # longer than any phone, which the normaliser leaves as written
+    n = 1 + max(map(len, vocab))  # longer than any phone, which the normaliser leaves as written
     return tokenizer.normalizer.normalize_str(letters[0].upper() * n) == letters[0] * n
 
 
