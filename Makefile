@@ -6,7 +6,7 @@
 #
 # Knobs (make VAR=value):
 #   TORCH   the torch requirement installed first. The default is the CPU wheel; a bare `torch` would pull a
-#           multi-GB CUDA build. On a GPU machine: make train TORCH=torch RECIPE=configs/g2p-gpu.json
+#           multi-GB CUDA build. On a GPU machine: make train TORCH=torch RECIPE=configs/recipes/g2p-gpu.json
 #   RECIPE  the training recipe (configs/*.json);  NPROC  training processes: 1 (the default) runs one process with a
 #           torch thread per core, more run torchrun DDP with one thread each (the recipe's batch is per process:
 #           NPROC=2 ARGS="--per_device_train_batch_size 32" keeps its global batch of 64);  ARGS  extra flags, e.g.
@@ -14,7 +14,7 @@
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
-RECIPE ?= configs/g2p-cpu.json
+RECIPE ?= configs/recipes/g2p-cpu.json
 NPROC ?= 1
 ARGS ?=
 PYTEST ?=
@@ -43,9 +43,9 @@ setup:
 
 train: setup
 ifeq ($(NPROC),1)
-	HF_MINIMAL_JOB_START=$(JOB_START) $(VENV)/bin/python examples/train_g2p.py $(RECIPE) $(ARGS)
+	HF_MINIMAL_JOB_START=$(JOB_START) $(VENV)/bin/python examples/g2p/train_g2p.py $(RECIPE) $(ARGS)
 else
-	HF_MINIMAL_JOB_START=$(JOB_START) $(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) examples/train_g2p.py $(RECIPE) $(ARGS)
+	HF_MINIMAL_JOB_START=$(JOB_START) $(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) examples/g2p/train_g2p.py $(RECIPE) $(ARGS)
 endif
 
 test: setup

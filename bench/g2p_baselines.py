@@ -7,7 +7,7 @@
     python bench/g2p_baselines.py outputs/g2p-de --train_file data/de.tsv   # any lexicon: the split training used
     python bench/g2p_baselines.py --train_file data/de.tsv                  # Phonetisaurus alone on a lexicon
 
-With --train_file (and --validation_file / --test_file, as examples/train_g2p.py takes them) the data is that
+With --train_file (and --validation_file / --test_file, as examples/g2p/train_g2p.py takes them) the data is that
 lexicon's split (g2p.load_lexicon: the same files, read by the same code, split the same way), else CMUdict's.
 Phonetisaurus is trained on every (word, pronunciation) pair of the train split with the settings of
 the team's reference run (`phonetisaurus-align --seq1_max=2 --seq2_max=2 --grow=true --seq1_del=false
@@ -114,7 +114,9 @@ WORDS: list[str] = []
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model_dir", nargs="?", help="a folder written by examples/train_g2p.py (none: the baseline)")
+    parser.add_argument(
+        "model_dir", nargs="?", help="a folder written by examples/g2p/train_g2p.py (none: the baseline)"
+    )
     parser.add_argument("--train_file", help="a lexicon file (CMUdict or tab-separated format) instead of CMUdict")
     parser.add_argument("--validation_file", help="its validation split as a file of its own")
     parser.add_argument("--test_file", help="its test split as a file of its own")

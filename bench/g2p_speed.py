@@ -14,10 +14,10 @@ Rows, all over the same 6,295 test words in the same length-sorted batches of 25
   tied embeddings; our positional table copied in, its logits checked equal to ours): `generate` greedy with the
   dynamic cache, and with a static cache + `torch.compile` (transformers' compiled generation, max_length fixed
   so one graph serves every batch; the compilation is in the warm-up, not the time);
-- CTranslate2 (the `serve` extra; skip with --no-ctranslate2): the model exported by `hf_minimal.ctranslate2`, float32
-  and int8 weights, greedy and beam 5, through `Engine.translate` (length-sorted batches of 128, its default), with
-  `--threads` single-threaded translator replicas (the cores filled), one replica of `--threads` threads, and one
-  replica of one thread (a per-core rate beside Phonetisaurus's);
+- CTranslate2 (the `serve` extra; skip with --no-ctranslate2): the model exported by
+  `hf_minimal.serving.ctranslate2`, float32 and int8 weights, greedy and beam 5, through `Engine.translate`
+  (length-sorted batches of 128, its default), with `--threads` single-threaded translator replicas (the cores
+  filled), one replica of `--threads` threads, and one replica of one thread (a per-core rate beside Phonetisaurus's);
 - Phonetisaurus (with --phonetisaurus DIR and the `baselines` extra): trained on our train split as
   bench/g2p_baselines.py does (kept in DIR and reused), decoding on one core.
 Every row's outputs are compared word by word with ours from plain generate at the same beam width. The
@@ -193,7 +193,7 @@ def phonetisaurus_row(workdir: str, train, words: list[str]) -> tuple[float, lis
 def ctranslate2_rows(model_dir: str, threads: int, folder: str) -> list[tuple[str, int, Callable, int]]:
     """(row name, cores, engine factory, num_beams) for CTranslate2 exports of the model, float32 and int8. Each
     engine is created for its row and dropped after it: an idle translator's threads still take CPU from others."""
-    from hf_minimal.ctranslate2 import Engine, export
+    from hf_minimal.serving.ctranslate2 import Engine, export
 
     rows = []
     for quantization in ("float32", "int8"):

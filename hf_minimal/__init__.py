@@ -108,7 +108,7 @@ def __getattr__(name: str):
         raise ImportError(
             f"hf_minimal.{name} needs torch and transformers ({error}): install them (CPU torch: pip install torch "
             "--index-url https://download.pytorch.org/whl/cpu). Without them only the CTranslate2 engine "
-            "(hf_minimal.ctranslate2.Engine) and the G2P command's CTranslate2 path work."
+            "(hf_minimal.serving.ctranslate2.Engine) and the G2P command's CTranslate2 path work."
         ) from error
     globals()[name] = value = getattr(module, name)
     return value

@@ -5,11 +5,11 @@ corpus), as `g2p.py` is for CMUdict; the two model files know nothing of it.
 
     sources, targets = read_pairs("train.jsonl", "src", "tgt")            # {"src": ..., "tgt": ...} a line
     tokenizer = build_tokenizer(sources + targets, kind="char")           # or kind="bpe", vocab_size=8000
-    model = new_model(AutoConfig.from_pretrained("configs/transformer-small.json"), tokenizer)
+    model = new_model(AutoConfig.from_pretrained("configs/models/transformer-small.json"), tokenizer)
 
 One vocabulary serves source and target, so the paper's three-way weight tie holds (Section 3.4); its first four
 tokens are the config's special ids: <pad> 0, <s> 1 (also the decoder start), </s> 2, <unk> 3. The saved folder
-trains with transformers' `run_translation.py` or any `Seq2SeqTrainer` script (examples/train_pairs.py).
+trains with transformers' `run_translation.py` or any `Seq2SeqTrainer` script (examples/pairs/train_pairs.py).
 """
 
 from __future__ import annotations

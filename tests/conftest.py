@@ -1,7 +1,9 @@
-"""Shared test fixtures. Tests run on CPU with few threads: CI has 2 cores."""
+"""Shared test fixtures, paths and script loading. Tests run on CPU with few threads: CI has 2 cores."""
 
+import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,22 @@ sys.path.insert(0, os.path.dirname(__file__))  # lets tests import reference.py 
 import hf_minimal  # registers the Auto classes
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+CONFIGS = ROOT / "configs"
+BENCH = ROOT / "bench"
+
+
+def load_script(path: Path):
+    """A script (examples/..., bench/...) imported as a module, its folder on sys.path as when it runs: its
+    neighbours import. Tests call its functions and `main(argv)` in this process."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(**overrides) -> hf_minimal.MinimalTransformerConfig:
@@ -27,6 +45,18 @@ def tiny_config(**overrides) -> hf_minimal.MinimalTransformerConfig:
     )
     values.update(overrides)
     return hf_minimal.MinimalTransformerConfig(**values)
+
+
+def save_tiny_g2p(folder: Path, tokenizer=None, seed: int = 0, **overrides) -> Path:
+    """A random tiny model with a G2P tokenizer (CMUdict's unless given), saved as a model folder."""
+    from hf_minimal import g2p
+
+    tokenizer = tokenizer if tokenizer is not None else g2p.build_tokenizer()
+    torch.manual_seed(seed)
+    config = tiny_config(**{"vocab_size": len(tokenizer), "max_position_embeddings": 64, **overrides})
+    hf_minimal.MinimalTransformerForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture

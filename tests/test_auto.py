@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import CONFIGS, tiny_config
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from limits import TIMEOUT
 from safetensors.torch import load_file
@@ -16,8 +16,6 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 import hf_minimal
 from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, MinimalTransformerModel
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Put first on sys.meta_path, this makes `import hf_minimal` fail, as on a machine without the package.
 BLOCK_HF_MINIMAL = """
@@ -81,7 +79,7 @@ def test_import_is_light_and_the_auto_classes_know_the_model_whatever_is_importe
 
 @pytest.mark.parametrize(("name", "params_m", "d_model", "dropout"), [("base", 65, 512, 0.1), ("big", 213, 1024, 0.3)])
 def test_paper_configs_load_and_match_table3(name, params_m, d_model, dropout):
-    cfg = AutoConfig.from_pretrained(os.path.join(ROOT, "configs", f"transformer-{name}.json"))
+    cfg = AutoConfig.from_pretrained(CONFIGS / "models" / f"transformer-{name}.json")
     assert (cfg.d_model, cfg.dropout, cfg.encoder_layers, cfg.hidden_size) == (d_model, dropout, 6, d_model)
     with torch.device("meta"):
         model = AutoModelForSeq2SeqLM.from_config(cfg)

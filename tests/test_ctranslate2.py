@@ -1,5 +1,5 @@
-"""CTranslate2 serving (hf_minimal.ctranslate2): the export gives generate's tokens and log-probabilities, the engine
-runs where torch cannot be imported, and the word-list command line writes a CMUdict-format lexicon."""
+"""CTranslate2 serving (hf_minimal.serving.ctranslate2): the export gives generate's tokens and log-probabilities, the
+engine runs where torch cannot be imported, and the word-list command line writes a CMUdict-format lexicon."""
 
 import json
 import os
@@ -12,14 +12,14 @@ import torch
 
 pytest.importorskip("ctranslate2", reason="the `serve` extra (in `test`): pip install -e '.[test]'")
 
+from conftest import EXAMPLES, ROOT
 from limits import TIMEOUT
 
 from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, g2p
-from hf_minimal.ctranslate2 import Engine, export
-from hf_minimal.ctranslate2 import main as export_main
+from hf_minimal.serving.ctranslate2 import Engine, export
+from hf_minimal.serving.ctranslate2 import main as export_main
 
-ROOT = Path(__file__).resolve().parent.parent
-PREDICT = ROOT / "examples" / "predict_g2p.py"
+PREDICT = EXAMPLES / "g2p" / "predict_g2p.py"
 WORDS = ["hello", "world", "a", "transformer", "attention", "zebra", "queue", "x", "phonetics", "psychology"]
 # Test-split words sorted by length, so that batches of any size are the engine's own.
 TEST_WORDS = sorted(g2p.load_cmudict()["test"]["word"][:2000:5], key=len)
@@ -226,7 +226,7 @@ def test_export_refuses_what_it_cannot_serve_with_a_clear_error(tmp_path, capsys
 
 def test_engine_refuses_a_folder_without_a_model_and_inputs_past_the_table(trained, tmp_path):
     _, _, folder, _, _ = trained
-    with pytest.raises(FileNotFoundError, match=r"No CTranslate2 model in .*python -m hf_minimal\.ctranslate2"):
+    with pytest.raises(FileNotFoundError, match=r"No CTranslate2 model in .*-m hf_minimal\.serving\.ctranslate2"):
         Engine(folder)  # the transformers folder, not its export
     short = export(folder, tmp_path / "short", max_positions=40)
     engine = Engine(short)

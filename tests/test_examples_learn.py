@@ -4,7 +4,6 @@ Scripts run as fresh subprocesses, as a reader runs them; PNGs are checked by th
 IHDR size, decompressible pixel data), not by how they look.
 """
 
-import importlib.util
 import json
 import math
 import re
@@ -16,15 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EXAMPLES, ROOT, load_script
 from limits import TIMEOUT
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 import hf_minimal
 
-ROOT = Path(__file__).resolve().parent.parent
-WALKTHROUGH = ROOT / "examples" / "attention_walkthrough.py"
-PLOT = ROOT / "examples" / "plot_attention.py"
+WALKTHROUGH = EXAMPLES / "learn" / "attention_walkthrough.py"
+PLOT = EXAMPLES / "learn" / "plot_attention.py"
 
 # The course's float64 result for Q = K = [[1,0,1,0],[0,1,0,1],[1,1,1,1]],
 # V = [[.1,.2,.3,.4],[.5,.6,.7,.8],[.9,1,1.1,1.2]].
@@ -43,13 +42,6 @@ def run(script: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProce
     )
     assert result.returncode == 0, f"{script.name} {args} failed:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def printed_matrix(stdout: str, title: str) -> list[list[float]]:
@@ -229,11 +221,11 @@ def test_plot_without_matplotlib_says_how_to_install_it():
 
 # -- plot_training_curve.py -----------------------------------------------------------------------------------------
 
-CURVE = ROOT / "examples" / "plot_training_curve.py"
+CURVE = EXAMPLES / "g2p" / "plot_training_curve.py"
 
 
 def fake_results(folder: Path, curve: list[tuple[float, int, float]], test_wer: float = 30.0) -> Path:
-    """A results.json as examples/train_g2p.py writes it, reduced to what the plot reads."""
+    """A results.json as examples/g2p/train_g2p.py writes it, reduced to what the plot reads."""
     folder.mkdir(parents=True, exist_ok=True)
     points = [{"seconds": t, "step": n, "wer": w} for t, n, w in curve]
     results = {
@@ -341,8 +333,8 @@ def test_tour_covers_each_part_of_the_paper_and_its_pictures():
     } <= names  # fmt: skip
     for picture in ("docs/positional_encoding.png", "docs/cross_attention.png"):
         assert f"]({picture})" in text
-    assert "python examples/plot_attention.py --pe --output docs/positional_encoding.png" in text
-    assert re.search(r"python examples/plot_attention.py \S+ \w+ --output docs/cross_attention.png", text)
+    assert "python examples/learn/plot_attention.py --pe --output docs/positional_encoding.png" in text
+    assert re.search(r"python examples/learn/plot_attention.py \S+ \w+ --output docs/cross_attention.png", text)
 
 
 def test_tour_links_helper_repairs_drifted_line_numbers(tmp_path):

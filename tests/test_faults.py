@@ -4,7 +4,6 @@
 model.safetensors or a config.json that does not fit the weights raises instead of leaving random weights behind.
 """
 
-import importlib.util
 import json
 import os
 import pickle
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import EXAMPLES, ROOT, load_script, tiny_config
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from limits import TIMEOUT
 from safetensors.torch import load_file, save_file
@@ -25,7 +24,6 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_minimal import MinimalTransformerForConditionalGeneration, MinimalTransformerModel
 
-ROOT = Path(__file__).resolve().parent.parent
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -290,11 +288,12 @@ def test_remote_code_copy_is_just_as_strict(saved, tmp_path):
 
 # ---------------------------------------------------------------- killed training resumes to the same result
 
-TRAIN_G2P = ROOT / "examples" / "train_g2p.py"
+TRAIN_G2P = EXAMPLES / "g2p" / "train_g2p.py"
 # A tiny model on 64 words: 40 steps, a checkpoint and an evaluation every 10; dropout on, so that the RNG state
-# must be restored too. Two flags differ from configs/g2p-cpu.json, which cannot resume exactly (docs/reliability.md):
-# save_only_model false (a model-only checkpoint has no optimizer, scheduler or RNG state to resume from) and
-# random sampling (transformers' group_by_length sampler draws the resumed epoch's order from an unrestored RNG).
+# must be restored too. Two flags differ from configs/recipes/g2p-cpu.json, which cannot resume exactly
+# (docs/reliability.md): save_only_model false (a model-only checkpoint has no optimizer, scheduler or RNG state to
+# resume from) and random sampling (transformers' group_by_length sampler draws the resumed epoch's order from an
+# unrestored RNG).
 TINY_RUN = [
     *("--max_steps", "40", "--save_steps", "10", "--eval_steps", "10", "--save_total_limit", "10"),
     *("--save_only_model", "false", "--logging_steps", "1", "--warmup_steps", "4", "--seed", "7"),
@@ -403,11 +402,8 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights_and_metr
 
 
 def _train_main(*argv: str) -> None:
-    """examples/train_g2p.py's main() in this process: fast, for runs that must stop before any training."""
-    spec = importlib.util.spec_from_file_location("train_g2p", TRAIN_G2P)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(list(argv))
+    """examples/g2p/train_g2p.py's main() in this process: fast, for runs that must stop before any training."""
+    load_script(TRAIN_G2P).main(list(argv))
 
 
 @pytest.mark.parametrize(

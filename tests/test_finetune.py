@@ -1,10 +1,9 @@
-"""Fine-tuning a trained G2P model (examples/train_g2p.py --model_name_or_path): from a folder and from a Hub id,
+"""Fine-tuning a trained G2P model (examples/g2p/train_g2p.py --model_name_or_path): from a folder and from a Hub id,
 the vocabulary grown to stressed phones without losing what was learned, contradicting size flags refused, the base
 named in the card and results.json, and transfer that beats training from scratch for the same steps. The trained
 base also checks the fast transcription paths (worker threads, the speed benchmark's Marian twin)."""
 
 import glob
-import importlib.util
 import json
 import re
 import subprocess
@@ -14,16 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import BENCH, CONFIGS, ROOT, load_script, tiny_config
 from huggingface_hub import ModelCard
 from limits import TIMEOUT
 from test_auto import BLOCK_HF_MINIMAL
-from test_train_g2p import ROOT, SCRIPT, TINY, load_script, run
+from test_train_g2p import SCRIPT, TINY, run
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_minimal import MinimalTransformerForConditionalGeneration, g2p
 
-FINETUNE_RECIPE = str(ROOT / "configs" / "g2p-finetune-stress.json")
+FINETUNE_RECIPE = str(CONFIGS / "recipes" / "g2p-finetune-stress.json")
 # The same data, optimiser and evaluation for the base, the fine-tune and the from-scratch run.
 COMMON = [
     *("--max_eval_samples", "200", "--max_test_samples", "100", "--test_num_beams", "1"),
@@ -123,7 +122,7 @@ def test_fine_tuning_beats_training_from_scratch_for_the_same_steps(base, tmp_pa
     ],
 )
 def test_size_flags_that_contradict_the_loaded_model_are_refused(base, flags, named):
-    script = load_script()
+    script = load_script(SCRIPT)
     with pytest.raises(SystemExit, match=rf"--model_name_or_path .*base: {re.escape(named)}.*drop these"):
         script.main([FINETUNE_RECIPE, "--model_name_or_path", str(base), *flags, "--output_dir", "/nonexistent"])
     # The default recipe sets the default model's size (d_model 128), which this tiny base contradicts too.
@@ -227,10 +226,7 @@ def test_worker_errors_reach_the_caller_and_the_thread_setting_is_restored():
 def test_speed_benchmarks_marian_twin_has_our_logits_and_tokens(base, monkeypatch):
     """bench/g2p_speed.py compares us with a MarianMTModel that holds our weights: the comparison is only fair if
     that twin is the same function, so its greedy and beam tokens must equal ours word for word."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when run as a script: its neighbours import
-    spec = importlib.util.spec_from_file_location("g2p_speed", ROOT / "bench" / "g2p_speed.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH / "g2p_speed.py")
     model, tokenizer = g2p.load_model(str(base), "cpu")
     marian = bench.marian_twin(model)  # itself refuses logits that differ by more than 1e-4
     words = list(g2p.load_cmudict()["test"]["word"][:300])

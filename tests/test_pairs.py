@@ -1,8 +1,7 @@
-"""A model for any task from a file of pairs (hf_minimal.pairs, examples/new_model.py, examples/train_pairs.py):
-the vocabulary covers the data, the folder loads without hf_minimal, a short Seq2SeqTrainer run learns, and bad
-files get errors that name the file and the line."""
+"""A model for any task from a file of pairs (hf_minimal.pairs, examples/learn/new_model.py,
+examples/pairs/train_pairs.py): the vocabulary covers the data, the folder loads without hf_minimal, a short
+Seq2SeqTrainer run learns, and bad files get errors that name the file and the line."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,20 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONFIGS, EXAMPLES, load_script
 from limits import TIMEOUT
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from hf_minimal import pairs
 
-ROOT = Path(__file__).resolve().parent.parent
 WORDS = ["cat", "dog", "bird", "fish", "horse", "mouse", "sheep", "goat", "duck", "frog", "snake", "tiger"]
 
 
 def script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script(EXAMPLES / "pairs" / f"{name}.py").main
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -47,7 +43,7 @@ def folder(tmp_path_factory) -> Path:
     write_jsonl(path / "train.jsonl", reversal_pairs())
     code = script("new_model")(
         ["--train_file", str(path / "train.jsonl"), "--source_key", "src", "--target_key", "tgt",
-         "--config", str(ROOT / "configs" / "transformer-small.json"), "--output_dir", str(path / "model")]
+         "--config", str(CONFIGS / "models" / "transformer-small.json"), "--output_dir", str(path / "model")]
     )  # fmt: skip
     assert code == 0
     return path

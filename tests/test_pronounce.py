@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from limits import TIMEOUT
 
-from hf_minimal.decoding import pmass_count
 from hf_minimal.g2p import load_cmudict
 from hf_minimal.g2p.lexicon import LexiconError, format_entries, parse_lexicon, read_lexicon
 from hf_minimal.g2p.pronounce import (
@@ -25,8 +25,8 @@ from hf_minimal.g2p.pronounce import (
     number_words,
     split_text,
 )
+from hf_minimal.serving.decoding import pmass_count
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = MODELS_DIR / MODELS[DEFAULT_MODEL]
 # Test-split words (held out from training), whose pronunciations the model must find itself with the dictionary off;
 # letters only (a hyphenated word is pronounced part by part, so its score is not one decoding's).
@@ -285,12 +285,12 @@ def test_the_default_model_ships_its_own_ctranslate2_export(tmp_path):
     """The first run after installing converts nothing (and needs no torch): the default model's folder carries its
     float32 export, made from these very files (its metadata holds their hash), decoding as a fresh export does."""
     pytest.importorskip("ctranslate2", reason="the `serve` extra (in `test`)")
-    from hf_minimal.ctranslate2 import Engine, export, is_export_of, source_digest
+    from hf_minimal.serving.ctranslate2 import Engine, export, is_export_of, source_digest
 
     shipped = SHIPPED / "ctranslate2"
     assert is_export_of(shipped, source_digest(SHIPPED)), (
-        f"{shipped} is not the export of the weights beside it: python -m hf_minimal.ctranslate2 {SHIPPED} {shipped} "
-        "--force"
+        f"{shipped} is not the export of the weights beside it: "
+        f"python -m hf_minimal.serving.ctranslate2 {SHIPPED} {shipped} --force"
     )
     assert ctranslate2_model(SHIPPED) == shipped
     assert Engine(shipped).translate(HELD_OUT) == Engine(export(SHIPPED, tmp_path / "fresh")).translate(HELD_OUT)

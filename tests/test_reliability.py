@@ -4,7 +4,6 @@ Config validation of single fields is in tests/test_auto.py; this file adds what
 inputs (token ids, empty batches and sequences, fully padded rows, long inputs, float16/bfloat16).
 """
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import EXAMPLES, ROOT, load_script, tiny_config
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from limits import TIMEOUT
 from transformers import AutoConfig
@@ -415,8 +414,7 @@ def test_mask_fill_is_the_dtype_minimum_and_large_scores_do_not_overflow(dtype):
 
 # ---------------------------------------------------------------- G2P command line: odd words never crash it
 
-ROOT = Path(__file__).resolve().parent.parent
-PREDICT = ROOT / "examples" / "predict_g2p.py"
+PREDICT = EXAMPLES / "g2p" / "predict_g2p.py"
 ODD_WORDS = ["hello", "HELLO", "Hello", "abc123", "don't", "well-known", "a.b.", "café", "naïve", "日本", "!!!", "😀"]
 
 
@@ -437,10 +435,8 @@ def g2p_dir(tmp_path_factory) -> Path:
 
 
 def _predict(capsys, *argv: str) -> tuple[int, list[str], str]:
-    """examples/predict_g2p.py's main() in this process: (exit code, stdout lines, stderr)."""
-    spec = importlib.util.spec_from_file_location("predict_g2p", PREDICT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """examples/g2p/predict_g2p.py's main() in this process: (exit code, stdout lines, stderr)."""
+    module = load_script(PREDICT)
     try:
         code = module.main(list(argv))
     except SystemExit as exit_:  # argparse's own errors

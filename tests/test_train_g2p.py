@@ -1,7 +1,6 @@
-"""Training on CMUdict G2P: the recipe parsing, a tiny end-to-end run of examples/train_g2p.py, overfitting with the
+"""Training on CMUdict G2P: the recipe parsing, a tiny end-to-end run of examples/g2p/train_g2p.py, overfitting with the
 Seq2SeqTrainer, and a 2-process DDP run (gloo on CPU). Small models and a few steps: seconds each."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONFIGS, EXAMPLES, ROOT, load_script
 from huggingface_hub import ModelCard
 from limits import TIMEOUT
 from transformers import (
@@ -22,21 +22,14 @@ from transformers import (
 
 from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration, g2p
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "examples" / "train_g2p.py"
+SCRIPT = EXAMPLES / "g2p" / "train_g2p.py"
+CALLBACKS = EXAMPLES / "g2p" / "g2p_callbacks.py"
 TINY = ["--d_model", "32", "--d_ff", "64", "--num_heads", "2", "--encoder_layers", "1", "--decoder_layers", "1"]
 SMALL_RUN = [
     *TINY,
     *("--max_train_samples", "64", "--max_eval_samples", "16", "--max_test_samples", "16"),
     *("--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--disable_tqdm", "true"),
 ]
-
-
-def load_script(name: str = "train_g2p"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(command: list[str], timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
@@ -63,10 +56,10 @@ def assert_loadable(output_dir: Path) -> tuple:
 
 
 def test_recipe_json_then_command_line_overrides():
-    script = load_script()
+    script = load_script(SCRIPT)
     flags = ["--max_steps", "7", "--d_model", "64", "--use_cpu", "false"]
     model_args, g2p_args, args, recipe = script.parse_args(flags)
-    defaults = json.loads((ROOT / "configs" / "g2p-cpu.json").read_text())
+    defaults = json.loads((CONFIGS / "recipes" / "g2p-cpu.json").read_text())
     assert args.max_steps == 7 and model_args.d_model == 64 and args.use_cpu is False  # the flags win
     assert args.learning_rate == defaults["learning_rate"] and args.lr_scheduler_type == "inverse_sqrt"
     assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (0.9, 0.98, 1e-9)
@@ -79,12 +72,12 @@ def test_recipe_json_then_command_line_overrides():
 
 
 def test_both_recipes_parse_and_unknown_fields_are_named(tmp_path):
-    script = load_script()
+    script = load_script(SCRIPT)
     recipes = (("g2p-cpu.json", []), ("g2p-gpu.json", ["--bf16", "false"]), ("g2p-finetune-stress.json", []))
     for name, flags in recipes:  # no bf16 GPU here
-        _, _, args, recipe = script.parse_args([str(ROOT / "configs" / name), *flags])
+        _, _, args, recipe = script.parse_args([str(CONFIGS / "recipes" / name), *flags])
         assert args.lr_scheduler_type == "inverse_sqrt" and args.label_smoothing_factor == 0.1
-        assert set(recipe) == set(json.loads((ROOT / "configs" / name).read_text()))
+        assert set(recipe) == set(json.loads((CONFIGS / "recipes" / name).read_text()))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"max_steps": 3, "learning_rat": 0.1}))
     with pytest.raises(SystemExit, match="learning_rat"):
@@ -99,17 +92,19 @@ def test_budget_cooldown_scales_the_inverse_sqrt_schedule(cooldown):
 
     from transformers import TrainerControl, TrainerState, get_inverse_sqrt_schedule
 
-    script = load_script()
+    callbacks = load_script(CALLBACKS)
     peak, warmup, seconds, max_steps = 2e-3, 4, 100.0, 200
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=peak)
     scheduler = get_inverse_sqrt_schedule(optimizer, num_warmup_steps=warmup)
-    budget = script.Budget(seconds / 60, cooldown)
+    budget = callbacks.TimeBudget(seconds / 60)
+    cool_down = callbacks.CoolDown(budget, cooldown)
     args = SimpleNamespace(device="cpu", eval_strategy="steps", save_strategy="steps")
     state, control = TrainerState(max_steps=max_steps), TrainerControl()
-    budget.on_train_begin(args, state, control, lr_scheduler=scheduler)
+    budget.on_train_begin(args, state, control)
+    cool_down.on_train_begin(args, state, control, lr_scheduler=scheduler)
     # Time runs out first, then (elapsed 10 s at step 190) the step budget does.
     for step, elapsed in [(10, 10.0), (20, 70.0), (30, 80.0), (40, 95.0), (50, 99.9), (60, 100.5), (190, 10.0)]:
-        budget.start = script.time.time() - elapsed  # as if `elapsed` seconds had passed
+        budget.start = callbacks.time.time() - elapsed  # as if `elapsed` seconds had passed
         state.global_step = step
         budget.on_step_end(args, state, control)
         while scheduler.last_epoch < step:
@@ -122,7 +117,7 @@ def test_budget_cooldown_scales_the_inverse_sqrt_schedule(cooldown):
         assert control.should_training_stop == (elapsed >= seconds)
         control.should_training_stop = False
     with pytest.raises(ValueError, match="cooldown_fraction"):
-        script.Budget(1, 1.5)
+        callbacks.CoolDown(budget, 1.5)
 
 
 @pytest.mark.parametrize("load, warns", [(0.3, False), (5.0, True)])
@@ -133,24 +128,27 @@ def test_budget_reports_speed_after_a_minute_and_warns_under_load(monkeypatch, c
 
     from transformers import TrainerControl, TrainerState
 
-    script = load_script()
-    monkeypatch.setattr(script.os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(script.os, "cpu_count", lambda: 2)
-    job_start = script.time.time() - 30.0  # imports and data loading took 30 s
-    budget = script.Budget(1.0, start=job_start)
+    callbacks = load_script(CALLBACKS)
+    monkeypatch.setattr(callbacks.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(callbacks.os, "cpu_count", lambda: 2)
+    job_start = callbacks.time.time() - 30.0  # imports and data loading took 30 s
+    budget, log = callbacks.TimeBudget(1.0, start=job_start), callbacks.TrainingLog(job_start)
     args = SimpleNamespace(device="cpu", eval_strategy="steps", save_strategy="steps", world_size=1)
     state, control = TrainerState(max_steps=10_000), TrainerControl()
-    budget.on_train_begin(args, state, control)
+    for callback in (budget, log):
+        callback.on_train_begin(args, state, control)
     state.global_step = 10
-    budget.on_step_end(args, state, control)
-    assert budget.speed == {} and not control.should_training_stop  # 30 s in: no report yet, budget not spent
+    for callback in (budget, log):
+        callback.on_step_end(args, state, control)
+    assert log.speed == {} and not control.should_training_stop  # 30 s in: no report yet, budget not spent
     budget.start -= 65.0  # 65 s later: training has run 65 s, the job 95 s, past its 60 s budget
-    budget.train_start -= 65.0
+    log.train_start -= 65.0
     state.global_step = 400
-    budget.on_step_end(args, state, control)
+    for callback in (budget, log):
+        callback.on_step_end(args, state, control)
     assert control.should_training_stop
-    assert budget.speed["load_average_first_minute"] == load
-    assert budget.speed["steps_per_second_first_minute"] == pytest.approx(400 / 65, rel=0.05)
+    assert log.speed["load_average_first_minute"] == load
+    assert log.speed["steps_per_second_first_minute"] == pytest.approx(400 / 65, rel=0.05)
     printed = capsys.readouterr().out
     assert "steps/s over the first minute" in printed
     assert ("WARNING: load average" in printed) == warns
@@ -164,14 +162,14 @@ def test_shared_cores_drops_to_one_thread_under_load_and_takes_the_threads_back(
 
     from transformers import TrainerControl, TrainerState
 
-    script = load_script()
+    callbacks = load_script(CALLBACKS)
     load = [2.0]
-    monkeypatch.setattr(script.os, "getloadavg", lambda: (load[0], load[0], load[0]))
-    monkeypatch.setattr(script.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(callbacks.os, "getloadavg", lambda: (load[0], load[0], load[0]))
+    monkeypatch.setattr(callbacks.os, "cpu_count", lambda: 2)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        cores = script.SharedCores(start=script.time.time())
+        cores = callbacks.SharedCores(start=callbacks.time.time())
         args, control = SimpleNamespace(device="cpu", world_size=1), TrainerControl()
         state = TrainerState()
         cores.on_train_begin(args, state, control)
@@ -204,7 +202,7 @@ def test_shared_cores_drops_to_one_thread_under_load_and_takes_the_threads_back(
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
-    """A tiny end-to-end run of examples/train_g2p.py (the default recipe, shrunk by flags)."""
+    """A tiny end-to-end run of examples/g2p/train_g2p.py (the default recipe, shrunk by flags)."""
     out = tmp_path_factory.mktemp("g2p") / "run"
     # A 0.001-minute budget stops training at the first check (step 10), which must still evaluate and save.
     budget = ["--max_steps", "500", "--max_train_minutes", "0.001", "--eval_steps", "5", "--save_steps", "5"]
@@ -223,7 +221,7 @@ def test_end_to_end_run_writes_results_and_a_model_card(trained):
     assert results["train"]["thread_switches"] == []  # one thread (OMP_NUM_THREADS=1): nothing to switch
     assert results["keep_stress"] is False and results["split_words"]["test"] > 6000
     assert results["recipe"]["max_steps"] == 500 and results["recipe"]["d_model"] == 32
-    assert results["recipe"]["label_smoothing_factor"] == 0.1  # from configs/g2p-cpu.json, the default recipe
+    assert results["recipe"]["label_smoothing_factor"] == 0.1  # from configs/recipes/g2p-cpu.json, the default recipe
     for key in ("beam1", "beam2"):
         scores = results["test"][key]
         assert scores["words"] == 16 and 0 <= scores["wer"] <= 100 and scores["per"] >= 0
@@ -246,7 +244,10 @@ def test_end_to_end_run_reloads_through_the_auto_classes(trained):
 
 def test_evaluate_script_prints_the_same_scores(trained, capsys):
     out, results = trained
-    assert load_script("evaluate_g2p").main([str(out), "--max_samples", "16", "--num_beams", "2"]) == 0
+    assert (
+        load_script(EXAMPLES / "g2p" / "evaluate_g2p.py").main([str(out), "--max_samples", "16", "--num_beams", "2"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["split"] == "test" and report["keep_stress"] is False and report["words"] == 16
     assert (report["per"], report["wer"]) == pytest.approx(
@@ -256,7 +257,7 @@ def test_evaluate_script_prints_the_same_scores(trained, capsys):
 
 def test_predict_script_handles_odd_input(trained, capsys):
     out, _ = trained
-    predict = load_script("predict_g2p").main
+    predict = load_script(EXAMPLES / "g2p" / "predict_g2p.py").main
     assert predict([str(out), "Hello", "new york", "", "café"]) == 0
     captured = capsys.readouterr()
     lines = [line.split(maxsplit=1) for line in captured.out.splitlines()]

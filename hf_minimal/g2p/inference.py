@@ -13,22 +13,26 @@ from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from ..ctranslate2 import Engine  # imports nothing heavy until an engine is created
-from ..decoding import length_sorted_batches, max_decoding_length, nbest_beams
+from ..serving.ctranslate2 import Engine  # imports nothing heavy until an engine is created
+from ..serving.decoding import length_sorted_batches, max_decoding_length, nbest_beams
 from .metrics import per_wer, per_wer_stress_stripped, worst_words
 
 
 def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
-    """(model, tokenizer) through the Auto classes from a folder written by examples/train_g2p.py, or a Hub id;
+    """(model, tokenizer) through the Auto classes from a folder written by examples/g2p/train_g2p.py, or a Hub id;
     on `device` (default: CUDA when available), in eval mode. `overrides` are config fields (e.g. dropout=0.1)."""
     looks_like_a_path = model_dir.startswith(("/", ".", "~")) or model_dir.count("/") > 1  # a Hub id is "user/name"
     folder = Path(model_dir).expanduser()
     if looks_like_a_path and not folder.exists():
-        raise FileNotFoundError(f"No model folder at {model_dir}: train one with examples/train_g2p.py (--output_dir).")
+        raise FileNotFoundError(
+            f"No model folder at {model_dir}: train one with examples/g2p/train_g2p.py (--output_dir)."
+        )
     # Without these, transformers' errors name neither file (or the tokenizer loads without its special tokens).
     for name in ("tokenizer.json", "tokenizer_config.json") if folder.is_dir() else ():
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing: copy the whole folder examples/train_g2p.py wrote.")
+            raise FileNotFoundError(
+                f"{folder / name} is missing: copy the whole folder examples/g2p/train_g2p.py wrote."
+            )
     try:
         config = AutoConfig.from_pretrained(model_dir, **overrides)
     except StrictDataclassError as error:  # the config's own checks (@strict); name the file, as for the others
@@ -39,7 +43,7 @@ def load_model(model_dir: str, device: str | None = None, **overrides) -> tuple:
         # "outputs/g2p-cpu" reads as a Hub id too: say both, and what to do instead.
         raise FileNotFoundError(
             f"No model folder at {model_dir}, and no Hub model of that name could be loaded ({type(error).__name__}):"
-            " train one with `make train` (examples/train_g2p.py --output_dir), or pronounce words with the model "
+            " train one with `make train` (examples/g2p/train_g2p.py --output_dir), or pronounce words with the model "
             "shipped in the package: `hf-minimal-g2p WORDS`."
         ) from error
     try:
@@ -60,8 +64,8 @@ def transcribe(
 ) -> list[str]:
     """Pronunciations (space-separated phones) for `words`, batched by length: greedy with `greedy_decode`
     (generate's tokens without its per-step machinery), beam search with `model.generate`. `model` may also be a
-    CTranslate2 `hf_minimal.ctranslate2.Engine`, which gives the same tokens (it holds its own tokenizer: this one is
-    not used, and may be None).
+    CTranslate2 `hf_minimal.serving.ctranslate2.Engine`, which gives the same tokens (it holds its own tokenizer: this
+    one is not used, and may be None).
     `batch_size` defaults to 256 words for PyTorch and to the engine's own default for an engine.
     """
     if isinstance(model, Engine):

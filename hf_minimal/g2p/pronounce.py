@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ..decoding import pmass_count
+from ..serving.decoding import pmass_count
 from .lexicon import normalize_word, parse_lexicon, read_lexicon, strip_stress
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -65,7 +65,7 @@ def resolve_model(model: str | os.PathLike) -> Path:
     if str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
         raise FileNotFoundError(
             f"No model folder at {model}: pass a shipped model ({', '.join(MODELS)}), a folder written by "
-            "examples/train_g2p.py, or a Hub id."
+            "examples/g2p/train_g2p.py, or a Hub id."
         )
     from huggingface_hub import snapshot_download
 
@@ -84,7 +84,7 @@ def ctranslate2_model(folder: Path, quantization: str | None = None) -> Path:
     folder (`ctranslate2/`, float32, when it is the export of these very files), else one converted on first use
     into the cache and reused after (keyed by a hash of the weights, config and tokenizer, so a retrained model is
     converted again)."""
-    from ..ctranslate2 import export, is_export_of, source_digest
+    from ..serving.ctranslate2 import export, is_export_of, source_digest
 
     digest = source_digest(folder)
     if quantization is None and is_export_of(folder / "ctranslate2", digest):
@@ -323,7 +323,7 @@ class G2P:
                 else:
                     name = "ctranslate2"
             if name == "ctranslate2":
-                from ..ctranslate2 import Engine
+                from ..serving.ctranslate2 import Engine
 
                 export = ctranslate2_model(self.folder, self.quantization)
                 self._decoder = (Engine(export, workers=self.workers), None)

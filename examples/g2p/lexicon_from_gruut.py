@@ -2,9 +2,9 @@
 """Write the pronunciation lexicon of a gruut language package (PyPI, MIT licence) as a tab-separated file.
 
     pip download --no-deps gruut-lang-de -d downloads          # or: pip install gruut-lang-de
-    python examples/lexicon_from_gruut.py downloads/gruut_lang_de-2.0.1.tar.gz data/de.tsv
-    python examples/lexicon_from_gruut.py de data/de.tsv       # from the installed package
-    python examples/train_g2p.py --train_file data/de.tsv --language de --output_dir outputs/g2p-de
+    python examples/g2p/lexicon_from_gruut.py downloads/gruut_lang_de-2.0.1.tar.gz data/de.tsv
+    python examples/g2p/lexicon_from_gruut.py de data/de.tsv       # from the installed package
+    python examples/g2p/train_g2p.py --train_file data/de.tsv --language de --output_dir outputs/g2p-de
 
 gruut's language packages keep their lexicon in a SQLite file (`lexicon.db`, table `word_phonemes`: word,
 pron_order, phonemes as space-separated IPA). Each word is written with its pronunciations in gruut's order, one

@@ -1,7 +1,7 @@
 """Pictures of what the model learned: a G2P model's cross-attention, and the sinusoidal positional encoding.
 
-    python examples/plot_attention.py MODEL_DIR WORD [--output PATH]   # letters x phones, one panel per layer/head
-    python examples/plot_attention.py --pe [--output PATH]             # the PE matrix of Section 3.5, no model
+    python examples/learn/plot_attention.py MODEL_DIR WORD [--output PATH]   # letters x phones, a panel per layer/head
+    python examples/learn/plot_attention.py --pe [--output PATH]             # the PE matrix of Section 3.5, no model
 
 MODEL_DIR is a folder saved by `save_pretrained` that holds the model and its G2P tokenizer (source tokens:
 lowercase letters; target tokens: ARPAbet phones). The word is pronounced greedily, then the decoder is run once

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Score a trained G2P model folder on a CMUdict split or any lexicon file; prints PER/WER (percent) as JSON.
 
-Usage: python examples/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
-       python examples/evaluate_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2   # an export of hf_minimal.ctranslate2
-       python examples/evaluate_g2p.py outputs/g2p-de --lexicon test.tsv           # every word of a lexicon file
-       python examples/evaluate_g2p.py outputs/g2p-de --lexicon de.tsv --split test --worst 50 --errors worst.tsv
+Usage: python examples/g2p/evaluate_g2p.py outputs/g2p-cpu [--split test] [--num_beams 5]
+       python examples/g2p/evaluate_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2   # a CTranslate2 export
+       python examples/g2p/evaluate_g2p.py outputs/g2p-de --lexicon test.tsv           # every word of a lexicon file
+       python examples/g2p/evaluate_g2p.py outputs/g2p-de --lexicon de.tsv --split test --worst 50 --errors worst.tsv
 
 Sequitur's scoring: each word against all of its pronunciations (WER: no reference matched; PER: edits to the
 closest). With --lexicon (CMUdict or tab-separated format) the words of the file are scored, or with --split the
@@ -19,14 +19,14 @@ import sys
 import time
 
 from hf_minimal import g2p
-from hf_minimal.ctranslate2 import Engine
 from hf_minimal.g2p.lexicon import read_lexicon
 from hf_minimal.g2p.pronounce import lowercases
+from hf_minimal.serving.ctranslate2 import Engine
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (or a Hub model id)")
+    parser.add_argument("model_dir", help="a folder written by examples/g2p/train_g2p.py (or a Hub model id)")
     parser.add_argument("--split", choices=(*g2p.SPLITS, "all"),
                         help="CMUdict: the split (default test); --lexicon: its split (default all)")  # fmt: skip
     parser.add_argument("--lexicon", metavar="FILE", help="score on this lexicon file instead of CMUdict")

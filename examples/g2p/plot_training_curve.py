@@ -1,10 +1,10 @@
 """Time to quality: validation WER against wall-clock minutes since the job started, from results.json files.
 
-    python examples/plot_training_curve.py outputs/g2p-cpu --baseline "Phonetisaurus (test)=25.53" \
+    python examples/g2p/plot_training_curve.py outputs/g2p-cpu --baseline "Phonetisaurus (test)=25.53" \
         --output docs/time_to_quality.png
-    python examples/plot_training_curve.py RUN_A RUN_B --label "3 + 1 layers" --label "2 + 1 layers"
+    python examples/g2p/plot_training_curve.py RUN_A RUN_B --label "3 + 1 layers" --label "2 + 1 layers"
 
-Each RUN is an output folder of examples/train_g2p.py (or its results.json). Its `train.validation_curve` holds
+Each RUN is an output folder of examples/g2p/train_g2p.py (or its results.json). Its `train.validation_curve` holds
 (seconds since the job started, step, validation WER) for every evaluation during training: imports, data loading
 and evaluation count, so the x axis is what a user waits. The test WER the job ends with is drawn as a marker at
 the job's end (`job_seconds`), and each --baseline NAME=WER as a horizontal line. The validation curve scores the
@@ -26,7 +26,7 @@ def read_results(run: str) -> dict:
     path = Path(run)
     path = path / "results.json" if path.is_dir() else path
     if not path.is_file():
-        sys.exit(f"No results.json at {path}: pass an output folder of examples/train_g2p.py.")
+        sys.exit(f"No results.json at {path}: pass an output folder of examples/g2p/train_g2p.py.")
     results = json.loads(path.read_text())
     if not results.get("train", {}).get("validation_curve"):
         sys.exit(f"{path} has no train.validation_curve: it was written before the curve was recorded; train again.")
@@ -94,7 +94,7 @@ def draw(runs: list[dict], labels: list[str], baselines: list[tuple[str, float]]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", help="output folders (or results.json files) of examples/train_g2p.py")
+    parser.add_argument("runs", nargs="+", help="output folders (or results.json files) of examples/g2p/train_g2p.py")
     parser.add_argument("--label", action="append", help="one legend label per run (default: the folder name)")
     parser.add_argument("--baseline", action="append", default=[], type=parse_baseline, help="NAME=WER, a line")
     parser.add_argument("--output", default="time_to_quality.png")

@@ -7,7 +7,7 @@ Part 2 runs a sentence-sized input through one `MinimalTransformerAttention` lay
 weights, checks that the layer is exactly "split into heads -> the same function -> concatenate -> W^O",
 and repeats it with the causal mask the decoder uses (Section 3.2.3).
 
-Run: python examples/attention_walkthrough.py
+Run: python examples/learn/attention_walkthrough.py
 """
 
 import json

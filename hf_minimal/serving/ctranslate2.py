@@ -2,18 +2,16 @@
 
 Export (needs torch, transformers and the `serve` extra):
 
-    python -m hf_minimal.ctranslate2 outputs/g2p-cpu outputs/g2p-cpu-ct2 [--quantization int8]
+    python -m hf_minimal.serving.ctranslate2 outputs/g2p-cpu outputs/g2p-cpu-ct2 [--quantization int8]
 
 Serve with `ctranslate2` and `tokenizers` alone (torch and transformers are not imported):
 
     engine = Engine("outputs/g2p-cpu-ct2")
     engine.translate(["hello", "world"])            # ["HH EH L OW", "W ER L D"]
 
-The export fills CTranslate2's own `TransformerSpec` (its converters' machinery: validation, quantisation, the
-binary format) from the model: the same post-LN or pre-LN layers, activation, √d_model embedding scale and
-projection (Sections 3.1-3.4), and our interleaved sinusoid as a table on both stacks (Section 3.5), which
-CTranslate2 would otherwise replace with its own, different one. The folder gets `tokenizer.json` beside it.
-`Engine.translate` then gives `generate`'s tokens: greedy, and beam search with generate's stopping rule.
+The export is CTranslate2's own `Converter` machinery (converter.py); the folder gets `tokenizer.json` and our
+metadata beside the model. `Engine.translate` then gives `generate`'s tokens: greedy, and beam search with
+generate's stopping rule.
 """
 
 from __future__ import annotations
@@ -21,9 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,20 +28,6 @@ from .decoding import length_sorted_batches, max_decoding_length, nbest_beams
 
 METADATA = "hf_minimal_ctranslate2.json"  # what the engine needs beyond CTranslate2's config: the table's length
 DEFAULT_MAX_POSITIONS = 1024
-# Our config's `activation` (transformers' ACT2FN names) -> CTranslate2's enum member names.
-ACTIVATIONS = {
-    "relu": "RELU",
-    "gelu": "GELU",
-    "gelu_python": "GELU",
-    "gelu_new": "GELUTanh",
-    "gelu_fast": "GELUTanh",
-    "gelu_pytorch_tanh": "GELUTanh",
-    "quick_gelu": "GELUSigmoid",
-    "silu": "SWISH",
-    "swish": "SWISH",
-    "tanh": "Tanh",
-    "sigmoid": "Sigmoid",
-}
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
 # CTranslate2 stops a beam search once patience x num_beams hypotheses have finished. patience 1 is exactly generate's
 # early_stopping=True (tests/test_ctranslate2.py). generate's default keeps searching while a running beam might
@@ -74,95 +56,6 @@ def is_export_of(export_dir: str | os.PathLike, digest: str | None) -> bool:
     return json.loads((folder / METADATA).read_text()).get("source_sha256") == digest
 
 
-def build_spec(model, tokenizer, max_positions: int = DEFAULT_MAX_POSITIONS):
-    """CTranslate2's `TransformerSpec` holding `model`'s weights (a MinimalTransformerForConditionalGeneration) and
-    the vocabulary of `tokenizer` (a transformers tokenizer whose ids are 0..n-1). Raises ValueError for what
-    CTranslate2 cannot run the same way (an activation it lacks, a vocabulary that does not fit the embeddings)."""
-    import torch
-    from ctranslate2.specs import common_spec, transformer_spec
-
-    config = model.config
-    if config.activation not in ACTIVATIONS:
-        raise ValueError(
-            f"activation={config.activation!r} has no CTranslate2 equivalent; it runs {sorted(ACTIVATIONS)}. "
-            "Serve this model with PyTorch (g2p.transcribe / generate) instead."
-        )
-    if max_positions < 2:
-        raise ValueError(f"max_positions={max_positions} must be at least 2 (the start token and one more).")
-    spec = transformer_spec.TransformerSpec.from_config(
-        (config.encoder_layers, config.decoder_layers),
-        config.num_heads,
-        pre_norm=config.norm_first,
-        activation=getattr(common_spec.Activation, ACTIVATIONS[config.activation]),
-    )
-
-    def array(tensor: torch.Tensor):
-        return tensor.detach().to("cpu", torch.float32).numpy()
-
-    def linear(target, *modules) -> None:
-        """One CTranslate2 linear from our projections, fused along the output (q|k|v, k|v)."""
-        target.weight = array(torch.cat([m.weight for m in modules]))
-        if modules[0].bias is not None:
-            target.bias = array(torch.cat([m.bias for m in modules]))
-
-    def norm(target, module) -> None:
-        target.gamma, target.beta = array(module.weight), array(module.bias)
-
-    table = model.model.encoder.embed_positions(0, max_positions, torch.float32)  # (P, d_model), past the buffer too
-    scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-    for stack_spec, stack in ((spec.encoder, model.model.encoder), (spec.decoder, model.model.decoder)):
-        embeddings = stack_spec.embeddings[0] if isinstance(stack_spec.embeddings, list) else stack_spec.embeddings
-        embeddings.weight = array(model.model.shared.weight)
-        stack_spec.scale_embeddings = scale
-        stack_spec.position_encodings.encodings = array(table)
-        if stack.layer_norm is not None:
-            norm(stack_spec.layer_norm, stack.layer_norm)
-        for layer_spec, layer in zip(stack_spec.layer, stack.layers, strict=True):
-            attention = layer.self_attn
-            linear(layer_spec.self_attention.linear[0], attention.q_proj, attention.k_proj, attention.v_proj)
-            linear(layer_spec.self_attention.linear[1], attention.out_proj)
-            norm(layer_spec.self_attention.layer_norm, layer.self_attn_layer_norm)
-            if hasattr(layer, "encoder_attn"):
-                cross = layer.encoder_attn
-                linear(layer_spec.attention.linear[0], cross.q_proj)
-                linear(layer_spec.attention.linear[1], cross.k_proj, cross.v_proj)
-                linear(layer_spec.attention.linear[2], cross.out_proj)
-                norm(layer_spec.attention.layer_norm, layer.encoder_attn_layer_norm)
-            linear(layer_spec.ffn.linear_0, layer.fc1)
-            linear(layer_spec.ffn.linear_1, layer.fc2)
-            norm(layer_spec.ffn.layer_norm, layer.final_layer_norm)
-    linear(spec.decoder.projection, model.lm_head)  # the tied matrix, or the untied head
-
-    tokens = vocabulary(tokenizer, config.vocab_size)
-    spec.register_source_vocabulary(tokens)
-    spec.register_target_vocabulary(tokens)
-    spec.config.layer_norm_epsilon = config.layer_norm_eps
-    for field, token_id in (
-        ("unk_token", tokenizer.unk_token_id),
-        ("bos_token", config.bos_token_id),
-        ("eos_token", config.eos_token_id),
-        ("decoder_start_token", config.decoder_start_token_id),
-    ):
-        if token_id is not None:
-            setattr(spec.config, field, tokens[token_id])
-    return spec
-
-
-def vocabulary(tokenizer, vocab_size: int) -> list[str]:
-    """The tokenizer's tokens by id, padded with unused names up to the model's `vocab_size` (embeddings resized
-    to a round number keep rows no token reaches)."""
-    by_id = {i: token for token, i in tokenizer.get_vocab().items()}
-    if sorted(by_id) != list(range(len(by_id))):
-        raise ValueError("The tokenizer's ids are not 0..n-1; CTranslate2 needs one token string per embedding row.")
-    if len(by_id) > vocab_size:
-        raise ValueError(
-            f"The tokenizer has {len(by_id)} tokens but the model only {vocab_size} embedding rows; resize the "
-            "embeddings (model.resize_token_embeddings(len(tokenizer))) and train them before exporting."
-        )
-    tokens = [by_id[i] for i in range(len(by_id))]
-    return tokens + [f"<unused_{i}>" for i in range(len(tokens), vocab_size)]
-
-
 def export(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -180,6 +73,8 @@ def export(
 
     import hf_minimal  # registers the Auto classes
 
+    from .converter import MinimalTransformerConverter
+
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization={quantization!r} is not one of CTranslate2's types {QUANTIZATIONS}.")
     output = Path(output_dir)
@@ -193,15 +88,8 @@ def export(
         )
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, config=config).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer_file = _tokenizer_json(model_dir)
-    spec = build_spec(model, tokenizer, max_positions)
-    spec.register_file(tokenizer_file, "tokenizer.json")
-    spec.validate()
-    spec.optimize(quantization=quantization)
-    if output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True)
-    spec.save(str(output))
+    converter = MinimalTransformerConverter(model, tokenizer, _tokenizer_json(model_dir), max_positions)
+    converter.convert(str(output), quantization=quantization, force=True)
     metadata = {
         "max_positions": max_positions,
         "quantization": quantization or "float32",
@@ -247,7 +135,7 @@ class Engine:
         if not ctranslate2.contains_model(str(folder)):
             raise FileNotFoundError(
                 f"No CTranslate2 model in {folder}: export one with "
-                f"`python -m hf_minimal.ctranslate2 MODEL_DIR {folder}`."
+                f"`python -m hf_minimal.serving.ctranslate2 MODEL_DIR {folder}`."
             )
         for name in ("tokenizer.json", METADATA):
             if not (folder / name).is_file():
@@ -346,10 +234,12 @@ class Engine:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hf_minimal.ctranslate2",
+        prog="python -m hf_minimal.serving.ctranslate2",
         description="Export a trained MinimalTransformer folder (or Hub id) to a CTranslate2 model folder.",
     )
-    parser.add_argument("model_dir", help="a folder written by save_pretrained / examples/train_g2p.py, or a Hub id")
+    parser.add_argument(
+        "model_dir", help="a folder written by save_pretrained / examples/g2p/train_g2p.py, or a Hub id"
+    )
     parser.add_argument("output_dir", help="the CTranslate2 folder to write")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, help="weight type (default: float32)")
     parser.add_argument(
@@ -362,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"Cannot export {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {output} ({args.quantization or 'float32'}); serve it with hf_minimal.ctranslate2.Engine('{output}')")
+    print(
+        f"wrote {output} ({args.quantization or 'float32'}); "
+        f"serve it with hf_minimal.serving.ctranslate2.Engine('{output}')"
+    )
     return 0
 
 

@@ -5,8 +5,8 @@ MinimalTransformer of the chosen size saved with it, ready for transformers' run
 Seq2SeqTrainer script.
 
 Usage:
-  python examples/new_model.py --train_file pairs.jsonl --source_key src --target_key tgt \\
-      --config configs/transformer-small.json --output_dir my-model [--tokenizer bpe --vocab_size 8000]
+  python examples/learn/new_model.py --train_file pairs.jsonl --source_key src --target_key tgt \\
+      --config configs/models/transformer-small.json --output_dir my-model [--tokenizer bpe --vocab_size 8000]
 
 Each line of the file is {"src": ..., "tgt": ...}, or run_translation.py's {"translation": {"src": ..., "tgt": ...}}.
 The folder holds config.json (sized to the vocabulary), model.safetensors, tokenizer.json and the two model files
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train_file", required=True, help="JSON lines, one pair an object")
     parser.add_argument("--source_key", required=True, help='the source field, e.g. "src" (or a "translation" key)')
     parser.add_argument("--target_key", required=True, help='the target field, e.g. "tgt"')
-    parser.add_argument("--config", default="configs/transformer-small.json", help="a model config (sizes)")
+    parser.add_argument("--config", default="configs/models/transformer-small.json", help="a model config (sizes)")
     parser.add_argument("--output_dir", required=True, help="the folder to write (must not exist)")
     parser.add_argument("--tokenizer", choices=pairs.KINDS, default="char", help="characters (default) or BPE")
     parser.add_argument("--vocab_size", type=int, default=8000, help="BPE only: the vocabulary's size")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {output}: {len(sources):,} pairs read, a {args.tokenizer} vocabulary of {len(tokenizer):,} tokens, "
         f"{model.num_parameters():,} parameters (untrained); longest source {lengths['source']} tokens, longest "
         f"target {lengths['target']} (max_position_embeddings {config.max_position_embeddings}).\n"
-        f"Train it: python examples/train_pairs.py --model_name_or_path {output} --train_file {args.train_file} "
+        f"Train it: python examples/pairs/train_pairs.py --model_name_or_path {output} --train_file {args.train_file} "
         f"--source_key {args.source_key} --target_key {args.target_key} --output_dir {output}-trained"
     )
     if max(lengths.values()) > config.max_position_embeddings:

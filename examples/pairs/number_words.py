@@ -2,7 +2,7 @@
 """Write the number-to-words task as JSON-lines pairs: {"number": "40302", "words": "forty thousand, three hundred
 and two"}, from the num2words package (no download), split by number into train, validation and test.
 
-Usage: python examples/number_words.py --output_dir data/number-words [--train 60000] [--max_number 999999]
+Usage: python examples/pairs/number_words.py --output_dir data/number-words [--train 60000] [--max_number 999999]
 
 Why this task: the reference is exact, so exact match means what it says; the same digit reads "four", "forty",
 "fourteen" or "four hundred" by its place and its neighbours, which the model can only learn by attending across the

@@ -2,10 +2,10 @@
 """Pronounce words with a trained G2P model: ARPAbet phones, space-separated, one word a line.
 
 Usage:
-  python examples/predict_g2p.py outputs/g2p-cpu hello transformer huggingface [--num_beams 5]
-  python examples/predict_g2p.py outputs/g2p-cpu --word_list words.txt --output words.dict   # a lexicon
-  python -m hf_minimal.ctranslate2 outputs/g2p-cpu outputs/g2p-cpu-ct2                      # export once, then
-  cat words.txt | python examples/predict_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2 --word_list -
+  python examples/g2p/predict_g2p.py outputs/g2p-cpu hello transformer huggingface [--num_beams 5]
+  python examples/g2p/predict_g2p.py outputs/g2p-cpu --word_list words.txt --output words.dict   # a lexicon
+  python -m hf_minimal.serving.ctranslate2 outputs/g2p-cpu outputs/g2p-cpu-ct2                      # export once, then
+  cat words.txt | python examples/g2p/predict_g2p.py outputs/g2p-cpu-ct2 --engine ctranslate2 --word_list -
 
 Words given as arguments print aligned for reading; with --word_list (a file, or - for standard input; one word a
 line, empty lines skipped) or --output the lines are in CMUdict's format, word, two spaces, phones.
@@ -38,7 +38,7 @@ def read_words(args, parser: argparse.ArgumentParser) -> list[str]:
 def load(args):
     """(a function words -> pronunciations, the tokenizer's vocabulary) for the chosen engine."""
     if args.engine == "ctranslate2":
-        from hf_minimal.ctranslate2 import Engine  # ctranslate2 and tokenizers only: torch is not imported
+        from hf_minimal.serving.ctranslate2 import Engine  # ctranslate2 and tokenizers only: torch is not imported
 
         engine = Engine(args.model_dir, workers=args.workers)
         return lambda words: engine.translate(words, num_beams=args.num_beams), engine.tokenizer.get_vocab()
@@ -50,8 +50,11 @@ def load(args):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", help="a folder written by examples/train_g2p.py (or a Hub model id); with "
-                        "--engine ctranslate2, a folder written by `python -m hf_minimal.ctranslate2`")  # fmt: skip
+    parser.add_argument(
+        "model_dir",
+        help="a folder written by train_g2p.py (or a Hub model id); with "
+        "--engine ctranslate2, its CTranslate2 export (python -m hf_minimal.serving.ctranslate2)",
+    )
     parser.add_argument("words", nargs="*", help="words to pronounce (an argument with spaces counts as several)")
     parser.add_argument("--word_list", metavar="FILE", help="also read words from FILE, one a line ('-': stdin)")
     parser.add_argument("--output", metavar="FILE", help="write the lexicon (CMUdict format) to FILE")
