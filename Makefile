@@ -7,7 +7,7 @@
 # Knobs (make VAR=value):
 #   TORCH   the torch requirement installed first. The default is the CPU wheel; a bare `torch` would pull a
 #           multi-GB CUDA build. On a GPU machine: make train TORCH=torch RECIPE=configs/recipes/g2p-gpu.json
-#   RECIPE  the training recipe (configs/*.json);  NPROC  training processes: 1 (the default) runs one process with a
+#   RECIPE  the training recipe (configs/recipes/*.json);  NPROC  training processes: 1 (the default) runs one process with a
 #           torch thread per core, more run torchrun DDP with one thread each (the recipe's batch is per process:
 #           NPROC=2 ARGS="--per_device_train_batch_size 32" keeps its global batch of 64);  ARGS  extra flags, e.g.
 #           ARGS="--max_train_minutes 1 --output_dir /tmp/g2p";  PYTEST  extra pytest flags;  PYTHON  the base Python

@@ -1,12 +1,12 @@
-"""Keep the code links of the Tour (docs/tour.md, and README.md once it holds the Tour) pointing at the right lines.
+"""Keep the code links of the Tour (docs/tour.md) pointing at the right lines.
 
 A link is written [`QUALIFIED_NAME`](PATH#Lnn) or, before its first run, [`QUALIFIED_NAME`](PATH), with PATH relative
-to the repository root (as the top-level README.md needs) and QUALIFIED_NAME a function, class, method or class
+to the Markdown file (../hf_minimal/... from docs/, as a reader's browser resolves it) and QUALIFIED_NAME a function, class, method or class
 attribute of that file: `scaled_dot_product_attention`, `MinimalTransformerLayer.sublayer`,
 `MinimalTransformerForConditionalGeneration._tied_weights_keys`. The line is found with `ast`, so it is the `def`,
 `class` or assignment line itself.
 
-    python docs/tour_links.py            # rewrite every #Lnn in docs/tour.md (and README.md) to the current line
+    python docs/tour_links.py            # rewrite every #Lnn in docs/tour.md to the current line
     python docs/tour_links.py --check    # exit 1, listing each stale or broken link, without writing
 """
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILES = ("docs/tour.md", "README.md")
+DEFAULT_FILES = ("docs/tour.md",)
 LINK = re.compile(r"\[`(?P<name>[A-Za-z_][\w.]*)`\]\((?P<path>[\w./-]+\.py)(?:#L(?P<line>\d+))?\)")
 
 
@@ -42,9 +42,9 @@ def definition_lines(source: str) -> dict[str, int]:
     return lines
 
 
-def resolve(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
+def resolve(text: str, root: Path = ROOT / "docs") -> tuple[str, list[str]]:
     """`text` with every link's #Lnn set to the current line, and a description of each link that was stale or
-    could not be resolved (missing file or name)."""
+    could not be resolved (missing file or name). Paths are relative to `root`, the Markdown file's folder."""
     problems: list[str] = []
     cache: dict[str, dict[str, int]] = {}
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for file in files:
         text = file.read_text(encoding="utf-8")
-        new_text, problems = resolve(text)
+        new_text, problems = resolve(text, file.resolve().parent)
         for problem in problems:
             print(f"{file}: {problem}")
         unresolved = [p for p in problems if "is not defined" in p]

@@ -1,13 +1,24 @@
 """hf_minimal: the exact "Attention Is All You Need" Transformer as a first-class Hugging Face model.
 
+Three parts, each with one import rule (tests/test_layout.py checks them):
+
+    the model    configuration_minimal_transformer.py, modeling_minimal_transformer.py: shipped to the Hub as remote
+                 code, so they import only the standard library, torch and transformers (with huggingface_hub,
+                 which transformers brings) and each other
+    the tasks    g2p/ (grapheme-to-phoneme: data, tokenizer, metrics, the hf-minimal-g2p tool, shipped models) and
+                 pairs.py (any task from a file of pairs): they reach the model through `hf_minimal`'s public names
+                 and transformers' Auto classes, never through the model files
+    serving      serving/: the decoding rules (decoding.py) and the CTranslate2 engine (ctranslate2.py) import no
+                 torch or transformers, so a machine with only ctranslate2 and tokenizers serves; the export
+                 (converter.py) needs torch. Serving knows no task.
+
 Importing the package registers the model with the Auto classes (idempotently), so that `AutoConfig`, `AutoModel`
 and `AutoModelForSeq2SeqLM` resolve `model_type="minimal_transformer"`, and marks the classes for `auto_map` so
 saved and pushed folders load with `trust_remote_code=True`.
 
 The import itself is light: torch and transformers load when something needs them. The registration happens at once
 when transformers is already imported, and otherwise right after transformers' own import, so the Auto classes
-always see the model; the G2P command (`hf_minimal.g2p`) and the CTranslate2 engine then start without paying for
-either library (DESIGN.md: serving imports no torch).
+always see the model; the G2P command and the CTranslate2 engine then start without paying for either library.
 """
 
 from __future__ import annotations

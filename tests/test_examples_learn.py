@@ -302,7 +302,7 @@ def defines(lines: list[str], line_number: int, qualified_name: str) -> bool:
 
 
 def tour_files() -> list[Path]:
-    """docs/tour.md always; README.md too once the lead has merged the Tour into it."""
+    """docs/tour.md always; README.md too if it ever holds code links."""
     readme = ROOT / "README.md"
     merged = readme.is_file() and CODE_LINK.search(readme.read_text(encoding="utf-8"))
     return [ROOT / "docs" / "tour.md", *([readme] if merged else [])]
@@ -316,7 +316,7 @@ def test_every_tour_link_points_at_the_line_that_defines_its_name():
         assert len(links) == text.count(".py#L"), f"{doc.name}: a #L link is not in the [`name`](path#Lnn) form"
         stale = []
         for name, path, line in links:
-            source = (ROOT / path).read_text(encoding="utf-8").splitlines()
+            source = (doc.parent / path).read_text(encoding="utf-8").splitlines()
             if not defines(source, int(line), name):
                 stale.append(f"{name} -> {path}#L{line}")
         assert not stale, f"{doc.name}: stale links {stale}; run python docs/tour_links.py to update them"
@@ -331,7 +331,7 @@ def test_tour_covers_each_part_of_the_paper_and_its_pictures():
         "sinusoidal_position_encoding", "causal_mask", "padding_mask", "MinimalTransformerLayer.sublayer",
         "MinimalTransformerForConditionalGeneration._tied_weights_keys",
     } <= names  # fmt: skip
-    for picture in ("docs/positional_encoding.png", "docs/cross_attention.png"):
+    for picture in ("positional_encoding.png", "cross_attention.png"):  # beside tour.md
         assert f"]({picture})" in text
     assert "python examples/learn/plot_attention.py --pe --output docs/positional_encoding.png" in text
     assert re.search(r"python examples/learn/plot_attention.py \S+ \w+ --output docs/cross_attention.png", text)
