@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 from hf_minimal import g2p
 from hf_minimal.g2p.pronounce import lowercases
 

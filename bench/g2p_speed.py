@@ -14,7 +14,7 @@ Rows, all over the same 6,295 test words in the same length-sorted batches of 25
   tied embeddings; our positional table copied in, its logits checked equal to ours): `generate` greedy with the
   dynamic cache, and with a static cache + `torch.compile` (transformers' compiled generation, max_length fixed
   so one graph serves every batch; the compilation is in the warm-up, not the time);
-- CTranslate2 (the `serve` extra; skip with --no-ctranslate2): the model exported by
+- CTranslate2 (the `serve` extra; skip with --no_ctranslate2): the model exported by
   `hf_minimal.serving.ctranslate2`, float32 and int8 weights, greedy and beam 5, through `Engine.translate`
   (length-sorted batches of 128, its default), with `--threads` single-threaded translator replicas (the cores
   filled), one replica of `--threads` threads, and one replica of one thread (a per-core rate beside Phonetisaurus's);
@@ -23,30 +23,26 @@ Rows, all over the same 6,295 test words in the same length-sorted batches of 25
 Every row's outputs are compared word by word with ours from plain generate at the same beam width. The
 arithmetic per word counts the multiply-adds of every linear layer and attention product at the words' real
 lengths (2 FLOP each); a training step is the recipe's (a length-grouped batch of 32 pairs, forward + backward +
-fused AdamW, one thread as under DDP) and counts 3x its forward FLOPs. The peak is `torch.mm` of (256 x d_model)
-@ (d_model x d_ff) on the same threads. Numbers: docs/performance.md.
+fused AdamW, on one thread: a per-core figure) and counts 3x its forward FLOPs. The peak is `torch.mm` of
+(256 x d_model) @ (d_model x d_ff) on the same threads. Numbers: docs/performance.md.
 """
 
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import torch
-from transformers import CompileConfig, DataCollatorForSeq2Seq, MarianMTModel
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-import throughput  # beside this file: its Marian of a given size
+from common import batched_generate, timed
+from transformers import CompileConfig, DataCollatorForSeq2Seq
+from twins import marian_twin
 
 from hf_minimal import g2p
-
-BATCH = 256
+from hf_minimal.serving.decoding import length_sorted_batches, max_decoding_length
 
 
 def matmul_peak(d_model: int, d_ff: int, rows: int = 256, seconds: float = 1.0) -> float:
@@ -80,69 +76,15 @@ def flops_per_word(config, letters: float, phones: float) -> float:
     return 2 * (encoder + decoder)
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    fn()  # warm-up: allocations, kernels chosen, graphs compiled
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
-def batched_generate(model, tokenizer, words, max_length: int | None = None, **generate_kwargs) -> list[str]:
-    """transcribe's length-sorted batches through model.generate on the calling thread: the path users start with."""
-    order = sorted(range(len(words)), key=lambda i: len(words[i]))
-    results = [""] * len(words)
-    for start in range(0, len(order), BATCH):
-        chunk = order[start : start + BATCH]
-        batch = tokenizer([words[i] for i in chunk], return_tensors="pt", padding=True)
-        length = max_length or 2 * batch["input_ids"].size(1) + 8
-        generated = model.generate(**batch, max_length=length, do_sample=False, **generate_kwargs)
-        for i, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
-            results[i] = text
-    return results
-
-
-def marian_twin(model) -> MarianMTModel:
-    """A MarianMTModel holding our trained weights: BART-style names match one to one, Marian's sinusoid (sines,
-    then cosines) is replaced by our interleaved table, and its logits are checked against ours."""
-    c = model.config
-    if c.norm_first or c.layer_norm_eps != 1e-5 or not c.scale_embedding:
-        raise SystemExit("The Marian twin needs a post-LN model with LayerNorm eps 1e-5 (MarianMT's only form).")
-    if (c.pad_token_id, c.decoder_start_token_id, c.eos_token_id) != (throughput.PAD, throughput.BOS, throughput.EOS):
-        raise SystemExit("The Marian twin needs the G2P tokenizer's special ids (pad 0, start 1, end 2).")
-    size = replace(
-        throughput.G2P, vocab_size=c.vocab_size, d_model=c.d_model, encoder_layers=c.encoder_layers,
-        decoder_layers=c.decoder_layers, heads=c.num_heads, d_ff=c.d_ff, max_positions=c.max_position_embeddings,
-    )  # fmt: skip
-    marian = throughput.build("marian", size, dropout=0.0).eval()  # bench/throughput.py's Marian of that size
-    missing = set(marian.load_state_dict(model.state_dict(), strict=False).missing_keys)
-    pe = model.model.encoder.embed_positions.pe.float()
-    with torch.no_grad():
-        for stack in (marian.model.encoder, marian.model.decoder):
-            stack.embed_positions.weight.copy_(pe[: stack.embed_positions.weight.size(0)])
-    expected = {"final_logits_bias", "model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"}
-    if missing - expected:
-        raise SystemExit(f"Marian twin: weights not carried over: {sorted(missing - expected)}")
-    ids = torch.randint(4, c.vocab_size, (3, 9))
-    labels = torch.randint(4, c.vocab_size, (3, 7))
-    with torch.no_grad():
-        ours, theirs = model(input_ids=ids, labels=labels).logits, marian(input_ids=ids, labels=labels).logits
-    if not torch.allclose(ours, theirs, atol=1e-4):
-        raise SystemExit(f"Marian twin: logits differ by {(ours - theirs).abs().max():.2e}; the mapping is wrong.")
-    marian.generation_config.bad_words_ids = None  # generate exactly what ours does (no token banned)
-    return marian
-
-
 def training_step_gflops(model, tokenizer, train, batch_size: int = 32, steps: int = 30) -> dict:
     """GFLOP/s of the recipe's training step on the current threads: forward + backward + fused AdamW on
     length-grouped batches of real training pairs (3x the forward FLOPs)."""
     model = type(model)(model.config).train()  # a fresh copy: the trained one is not touched
     dataset = g2p.tokenize_split(train.select(range(8 * batch_size * steps)), tokenizer)
     collate = DataCollatorForSeq2Seq(tokenizer, model=model)
-    rows = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))  # as group_by_length does
-    batches = [collate([dataset[i] for i in rows[j : j + batch_size]]) for j in range(0, len(rows), 8 * batch_size)]
+    # Length-grouped, as the recipe's sampler gives them; every 8th batch, spread over the lengths.
+    groups = length_sorted_batches([len(ids) for ids in dataset["input_ids"]], batch_size)[::8]
+    batches = [collate([dataset[i] for i in group]) for group in groups]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 
     def step(batch):
@@ -214,8 +156,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--phonetisaurus", metavar="DIR", help="also time Phonetisaurus, its model kept in DIR")
-    parser.add_argument("--no-marian", action="store_true", help="skip the MarianMT rows (~20 s, its compile included)")
-    parser.add_argument("--no-ctranslate2", action="store_true", help="skip the CTranslate2 rows")
+    parser.add_argument("--no_marian", action="store_true", help="skip the MarianMT rows (~20 s, its compile included)")
+    parser.add_argument("--no_ctranslate2", action="store_true", help="skip the CTranslate2 rows")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -232,13 +174,18 @@ def main() -> None:
     }
     if not args.no_marian:
         marian = marian_twin(model)
-        longest = max(len(w) for w in words) + 1
+        static_length = max_decoding_length(max(len(w) for w in words) + 1)  # one graph for every batch
         compiled = CompileConfig(fullgraph=True, dynamic=True, mode="default")
         compiled._compile_all_devices = True  # transformers compiles on CUDA only unless told
         candidates |= {
             "Marian: generate greedy (dynamic cache)": lambda: batched_generate(marian, tokenizer, words),
             "Marian: generate greedy (static cache + compile)": lambda: batched_generate(
-                marian, tokenizer, words, 2 * longest + 8, cache_implementation="static", compile_config=compiled
+                marian,
+                tokenizer,
+                words,
+                static_length,
+                cache_implementation="static",
+                compile_config=compiled,
             ),
             "Marian: generate beam 5 (dynamic cache)": lambda: batched_generate(marian, tokenizer, words, num_beams=5),
         }
@@ -279,7 +226,7 @@ def main() -> None:
         if greedy and not name.startswith("Phonetisaurus") and "int8" not in name and row["cores"] == args.threads:
             row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
             row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)
-    torch.set_num_threads(1)  # a training step runs on one thread per DDP process
+    torch.set_num_threads(1)  # the training step's GFLOP/s per core, against one core's peak
     peak_one = matmul_peak(model.config.d_model, model.config.d_ff)
     training = training_step_gflops(model, tokenizer, data["train"])
     training["fraction_of_peak"] = round(training["gflop_per_second"] / peak_one, 3)

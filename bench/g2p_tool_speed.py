@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 from hf_minimal.g2p import transcribe
 from hf_minimal.g2p.pronounce import DEFAULT_MODEL, G2P, ctranslate2_model, load_cmudict_lexicon
 

@@ -20,224 +20,24 @@ process cannot be told apart); on CUDA it is torch.cuda.max_memory_allocated, re
 """
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 import transformers
-from transformers import MarianConfig, MarianMTModel
+from common import Timer, environment, interleaved, reset_peak_rss, rss_mib
 from transformers.utils import logging as hf_logging
+from twins import SIZES, Size, build, forward_fn, generate_fn, make_batch, param_counts, train_step_fn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-from hf_minimal import MinimalTransformerConfig, MinimalTransformerForConditionalGeneration
-
-PAD, BOS, EOS = 0, 1, 2  # pad, decoder start and end-of-sequence ids for both models
 MODELS = ("ours", "marian")
-
-
-@dataclass
-class Size:
-    """One model size and the batches it is measured on."""
-
-    name: str
-    vocab_size: int
-    d_model: int
-    encoder_layers: int
-    decoder_layers: int
-    heads: int
-    d_ff: int
-    src_len: tuple[int, int]  # source lengths drawn uniformly from [min, max], EOS included
-    tgt_len: tuple[int, int]  # target lengths, EOS included
-    train_batch: int
-    gen_batch: int
-    gen_tokens: int  # tokens generated per word by greedy and beam search (EOS suppressed until then)
-    reps: int  # default number of interleaved repetitions
-    cache_row: bool = True  # measure the KV-cache speed-up (30 uncached tokens: slow for big models)
-    max_positions: int = 64
-
-
-# fmt: off
-# G2P-sized (the first configs/recipes/g2p-cpu.json, 3 + 3 layers): ~75 graphemes + phones, words of 8-12 letters.
-G2P = Size("g2p", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=3, heads=4, d_ff=512,
-           src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15)
-SIZES = {
-    "g2p": G2P,
-    "g2p31": replace(G2P, name="g2p31", decoder_layers=1),  # the current configs/recipes/g2p-cpu.json
-    # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
-    "base": Size("base", vocab_size=37000, d_model=512, encoder_layers=6, decoder_layers=6, heads=8, d_ff=2048,
-                 src_len=(10, 14), tgt_len=(10, 14), train_batch=8, gen_batch=4, gen_tokens=8, reps=7,
-                 cache_row=False),
-}
-# fmt: on
 CACHE_TOKENS = 30  # the KV-cache target: greedy decoding of 30 tokens, cached vs use_cache=False
 
-
-def build(which: str, size: Size, dropout: float = 0.1) -> torch.nn.Module:
-    """Ours or a MarianMTModel with the same trainable parameters, seeded identically."""
-    torch.manual_seed(0)
-    if which == "ours":
-        config = MinimalTransformerConfig(
-            vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.encoder_layers,
-            decoder_layers=size.decoder_layers, num_heads=size.heads, d_ff=size.d_ff, dropout=dropout,
-            attention_dropout=0.0, activation="relu",
-            scale_embedding=True, tie_word_embeddings=True, max_position_embeddings=size.max_positions,
-            pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
-        )  # fmt: skip
-        return MinimalTransformerForConditionalGeneration(config)
-    config = MarianConfig(
-        vocab_size=size.vocab_size, d_model=size.d_model, encoder_layers=size.encoder_layers,
-        decoder_layers=size.decoder_layers, encoder_attention_heads=size.heads, decoder_attention_heads=size.heads,
-        encoder_ffn_dim=size.d_ff, decoder_ffn_dim=size.d_ff, activation_function="relu", dropout=dropout,
-        attention_dropout=0.0, activation_dropout=0.0, scale_embedding=True, share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True, max_position_embeddings=size.max_positions, pad_token_id=PAD, bos_token_id=BOS,
-        eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
-    )  # fmt: skip
-    return MarianMTModel(config)
-
-
-def param_counts(model: torch.nn.Module) -> dict:
-    """Trainable parameters (shared ones once) and the frozen rest (Marian keeps its sinusoids as parameters)."""
-    params = list(model.parameters())  # deduplicates tied weights
-    return {
-        "trainable": sum(p.numel() for p in params if p.requires_grad),
-        "frozen": sum(p.numel() for p in params if not p.requires_grad),
-    }
-
-
-def make_batch(size: Size, batch: int, seed: int, device: str) -> dict:
-    """Random words: ids in [3, vocab), EOS-terminated, right-padded; labels padded with -100."""
-    g = torch.Generator().manual_seed(seed)
-
-    def sequences(lengths: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        n = torch.randint(lengths[0], lengths[1] + 1, (batch,), generator=g)
-        ids = torch.randint(3, size.vocab_size, (batch, int(n.max())), generator=g)
-        positions = torch.arange(ids.size(1))[None]
-        ids[positions == (n - 1)[:, None]] = EOS
-        keep = positions < n[:, None]
-        return ids.masked_fill(~keep, PAD), keep
-
-    src, src_keep = sequences(size.src_len)
-    tgt, tgt_keep = sequences(size.tgt_len)
-    return {
-        "input_ids": src.to(device),
-        "attention_mask": src_keep.long().to(device),
-        "labels": tgt.masked_fill(~tgt_keep, -100).to(device),
-        "tokens": int(src_keep.sum() + tgt_keep.sum()),  # real (non-pad) source + target tokens
-    }
-
-
-def shift_right(labels: torch.Tensor) -> torch.Tensor:
-    """<start> y_1 .. y_{n-1}: the decoder input both models build from labels."""
-    shifted = labels.new_full(labels.shape, PAD)
-    shifted[:, 1:] = labels[:, :-1].masked_fill(labels[:, :-1] == -100, PAD)
-    shifted[:, 0] = BOS
-    return shifted
-
-
-class Timer:
-    """Wall-clock seconds of a callable, synchronising CUDA so that queued kernels are counted."""
-
-    def __init__(self, device: str):
-        self.device = device
-
-    def __call__(self, fn: Callable[[], object], iters: int) -> float:
-        self.sync()
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        self.sync()
-        return (time.perf_counter() - start) / iters
-
-    def sync(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-
-def interleaved(
-    fns: dict[str, Callable[[], object]], timer: Timer, reps: int, warmup: int, min_sample_s: float
-) -> dict[str, list[float]]:
-    """Seconds per call of each function: `warmup` untimed calls each, then `reps` samples, alternating the order.
-
-    A sample averages enough calls to last about `min_sample_s` (the same count for every function)."""
-    slowest = 0.0
-    for fn in fns.values():
-        for _ in range(warmup - 1):
-            fn()
-        slowest = max(slowest, timer(fn, 1))  # the last warm-up call, timed only to size the samples
-    iters = max(1, round(min_sample_s / max(slowest, 1e-9)))
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    for rep in range(reps):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            samples[name].append(timer(fns[name], iters))
-    return samples
-
-
-def autocast(device: str, dtype: str):
-    if dtype == "bf16":
-        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def train_step_fn(model: torch.nn.Module, batch: dict, device: str, dtype: str) -> Callable[[], float]:
-    """One optimiser step of Adam on the mean cross-entropy (the paper's optimiser, Section 5.3).
-
-    The fused Adam kernel (transformers' default optimiser, adamw_torch_fused, is its AdamW twin) for both models."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
-
-    def step() -> float:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
-            loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
-
-
-def forward_fn(model: torch.nn.Module, batch: dict, device: str, dtype: str) -> Callable[[], object]:
-    """Encoder + decoder forward with teacher forcing, no cache, no gradients."""
-    inputs = {
-        "input_ids": batch["input_ids"],
-        "attention_mask": batch["attention_mask"],
-        "decoder_input_ids": shift_right(batch["labels"]),
-        "use_cache": False,
-    }
-
-    def forward() -> object:
-        with torch.inference_mode(), autocast(device, dtype):
-            return model(**inputs).logits
-
-    return forward
-
-
-def generate_fn(
-    model: torch.nn.Module, batch: dict, device: str, dtype: str, tokens: int, num_beams: int, use_cache: bool = True
-) -> Callable[[], object]:
-    """generate() of exactly `tokens` new tokens per word (min_new_tokens suppresses EOS: equal work for both)."""
-    kwargs = dict(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=tokens,
-        min_new_tokens=tokens, num_beams=num_beams, do_sample=False, use_cache=use_cache,
-    )  # fmt: skip
-
-    def generate() -> object:
-        with torch.inference_mode(), autocast(device, dtype):
-            out = model.generate(**kwargs)
-        assert out.shape[1] == tokens + 1, out.shape
-        return out
-
-    return generate
+CACHE_TOKENS = 30  # the KV-cache target: greedy decoding of 30 tokens, cached vs use_cache=False
 
 
 @dataclass
@@ -375,17 +175,6 @@ def profile_ops(size: Size, what: str, args: argparse.Namespace, calls: int = 5,
 # ---- peak memory -----------------------------------------------------------------------------------------------
 
 
-def rss_mib(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MiB."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
-def reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # Linux: resets VmHWM to the current RSS
-
-
 def memory_child(which: str, size_name: str, dtype: str) -> None:
     """In a fresh process: peak RSS above the post-import baseline, model included, for each phase."""
     size = SIZES[size_name]
@@ -435,7 +224,7 @@ def peak_memory(size: Size, args: argparse.Namespace) -> dict[str, dict[str, flo
             torch.cuda.empty_cache()
         return result
     for which in MODELS:
-        command = [sys.executable, os.path.abspath(__file__), "--memory-child", which, size.name, "--dtype", args.dtype]
+        command = [sys.executable, os.path.abspath(__file__), "--memory_child", which, size.name, "--dtype", args.dtype]
         if args.threads:
             command += ["--threads", str(args.threads)]
         out = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -469,16 +258,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = bfloat16 autocast")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per figure (default 15 g2p, 7 base)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model before timing")
-    parser.add_argument("--min-sample-s", type=float, default=0.2, help="a timed sample repeats calls to last this")
+    parser.add_argument("--min_sample_s", type=float, default=0.2, help="a timed sample repeats calls to last this")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as the machine is)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    parser.add_argument("--cache-row", action="store_true", help="KV-cache speed-up for base too (slow)")
+    parser.add_argument("--no_memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--cache_row", action="store_true", help="KV-cache speed-up for base too (slow)")
     parser.add_argument("--quick", action="store_true", help="smoke run: G2P size, 3 repetitions, 1 warm-up call")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     parser.add_argument(
         "--profile", choices=["train", "forward", "greedy", "beam"], help="print op profiles, no timing"
     )
-    parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory_child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     if args.threads:
@@ -501,18 +290,8 @@ def main() -> None:
             profile_ops(SIZES[name], args.profile, args)
         return
 
-    env = {
-        "command": " ".join(["python", *sys.argv]),
-        "device": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(args.device),
-        "dtype": args.dtype,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "warmup": args.warmup,
-    }
+    env = {"command": " ".join(["python", *sys.argv]), **environment(args.device), "dtype": args.dtype}
+    env["warmup"] = args.warmup
     print(f"device {env['device']}, dtype {args.dtype}, torch threads {env['torch_threads']} of {env['cpu_count']} "
           f"CPUs, load average {env['load_average_at_start']:.1f}; torch {torch.__version__}, transformers "
           f"{transformers.__version__}", flush=True)  # fmt: skip

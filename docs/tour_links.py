@@ -1,10 +1,10 @@
 """Keep the code links of the Tour (docs/tour.md) pointing at the right lines.
 
-A link is written [`QUALIFIED_NAME`](PATH#Lnn) or, before its first run, [`QUALIFIED_NAME`](PATH), with PATH relative
-to the Markdown file (../hf_minimal/... from docs/, as a reader's browser resolves it) and QUALIFIED_NAME a function, class, method or class
-attribute of that file: `scaled_dot_product_attention`, `MinimalTransformerLayer.sublayer`,
-`MinimalTransformerForConditionalGeneration._tied_weights_keys`. The line is found with `ast`, so it is the `def`,
-`class` or assignment line itself.
+A link is written [`QUALIFIED_NAME`](PATH#Lnn) or, before its first run, [`QUALIFIED_NAME`](PATH), with PATH
+relative to the Markdown file (../hf_minimal/... from docs/, as a reader's browser resolves it) and QUALIFIED_NAME
+a function, class, method or class attribute of that file: `scaled_dot_product_attention`,
+`MinimalTransformerLayer.sublayer`, `MinimalTransformerForConditionalGeneration._tied_weights_keys`. The line is
+found with `ast`, so it is the `def`, `class` or assignment line itself.
 
     python docs/tour_links.py            # rewrite every #Lnn in docs/tour.md to the current line
     python docs/tour_links.py --check    # exit 1, listing each stale or broken link, without writing

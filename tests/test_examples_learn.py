@@ -149,8 +149,8 @@ def tiny_g2p_dir(tmp_path_factory) -> Path:
 
 def test_plot_cross_attention_writes_png_of_the_documented_size(tiny_g2p_dir, tmp_path):
     output = tmp_path / "cross.png"
-    args = (str(tiny_g2p_dir), "Physics", "--output", str(output), "--dpi", "40", "--panel-size", "2")
-    result = run(PLOT, *args, "--max-new-tokens", "6")
+    args = (str(tiny_g2p_dir), "Physics", "--output", str(output), "--dpi", "40", "--panel_size", "2")
+    result = run(PLOT, *args, "--max_new_tokens", "6")
     assert f"wrote {output}" in result.stdout
     # Documented: (heads x panel + 1) by (layers x panel + 0.8) inches; this model has 2 heads and 2 decoder layers.
     assert png_size(output) == ((2 * 2 + 1) * 40, round((2 * 2 + 0.8) * 40))
@@ -158,7 +158,7 @@ def test_plot_cross_attention_writes_png_of_the_documented_size(tiny_g2p_dir, tm
 
 def test_plot_positional_encoding_writes_png_without_a_model(tmp_path, capsys):
     output = tmp_path / "pe.png"
-    load_script(PLOT).main(["--pe", "--output", str(output), "--dpi", "50", "--d-model", "64", "--positions", "40"])
+    load_script(PLOT).main(["--pe", "--output", str(output), "--dpi", "50", "--d_model", "64", "--positions", "40"])
     assert capsys.readouterr().out == f"wrote {output}\n"
     assert png_size(output) == (10 * 50, 6 * 50)  # documented: 10 x 6 inches
 

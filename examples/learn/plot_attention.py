@@ -9,7 +9,7 @@ more, teacher-forced on that output, with `output_attentions=True` (which takes 
 weights are the ones the model computed), and each layer's encoder-decoder attention is drawn.
 
 Figure size, so the PNG size is known in advance: the cross-attention figure is (heads x PANEL + 1) inches wide
-and (layers x PANEL + 0.8) inches high, PANEL = --panel-size (2.6); the PE figure is 10 x 6 inches; pixels are
+and (layers x PANEL + 0.8) inches high, PANEL = --panel_size (2.6); the PE figure is 10 x 6 inches; pixels are
 inches x --dpi (100). Needs matplotlib, an optional extra: pip install "hf-minimal[plot]". Runs headless (Agg).
 """
 
@@ -152,7 +152,7 @@ def plot_positional_encoding(args: argparse.Namespace) -> Path:
     from hf_minimal import sinusoidal_position_encoding
 
     if args.positions < 1 or args.d_model < 2 or args.d_model % 2:
-        sys.exit(f"--positions must be >= 1 and --d-model even and >= 2; got {args.positions} and {args.d_model}.")
+        sys.exit(f"--positions must be >= 1 and --d_model even and >= 2; got {args.positions} and {args.d_model}.")
     pe = sinusoidal_position_encoding(args.positions, args.d_model, torch.float64).numpy()  # (positions, d_model)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=PE_FIGSIZE, height_ratios=[3, 2], layout="constrained")
     fig.suptitle(
@@ -188,17 +188,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pe", action="store_true", help="plot the sinusoidal positional encoding (no model)")
     parser.add_argument("--output", help="PNG path (default: cross_attention_WORD.png or positional_encoding.png)")
     parser.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100)")
-    parser.add_argument("--panel-size", type=float, default=2.6, help="inches per layer/head panel (default 2.6)")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="longest pronunciation generated")
+    parser.add_argument("--panel_size", type=float, default=2.6, help="inches per layer/head panel (default 2.6)")
+    parser.add_argument("--max_new_tokens", type=int, default=32, help="longest pronunciation generated")
     parser.add_argument("--positions", type=int, default=100, help="--pe: positions shown (default 100)")
-    parser.add_argument("--d-model", type=int, default=512, help="--pe: d_model (default 512, the paper's)")
+    parser.add_argument("--d_model", type=int, default=512, help="--pe: d_model (default 512, the paper's)")
     args = parser.parse_args(argv)
     if args.pe and args.model_dir is not None:
         parser.error("--pe needs no MODEL_DIR or WORD; run it without them.")
     if not args.pe and (args.model_dir is None or args.word is None):
         parser.error("pass MODEL_DIR and WORD (e.g. plot_attention.py outputs/g2p-cpu attention), or --pe.")
     if args.dpi < 1 or args.panel_size <= 0 or args.max_new_tokens < 1:
-        parser.error("--dpi, --panel-size and --max-new-tokens must be positive.")
+        parser.error("--dpi, --panel_size and --max_new_tokens must be positive.")
     return args
 
 
