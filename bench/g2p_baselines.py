@@ -111,6 +111,69 @@ def score(hypotheses: list[str], references: list[list[str]], plain: list[list[s
 WORDS: list[str] = []
 
 
+def our_rows(model, tokenizer, model_dir: str, references: list, plain: list | None, threads: int) -> dict:
+    """Our model's scores and decoding speed, greedy and beam 5, with how it was trained (its results.json)."""
+    results = Path(model_dir, "results.json")
+    train_info = json.loads(results.read_text())["train"] if results.is_file() else {}
+    rows = {}
+    for beams in (1, 5):
+        g2p.transcribe(model, tokenizer, WORDS[:256], num_beams=beams)  # warm-up
+        start = time.perf_counter()
+        hypotheses = g2p.transcribe(model, tokenizer, WORDS, num_beams=beams)
+        seconds = time.perf_counter() - start
+        rows[f"ours ({'greedy' if beams == 1 else 'beam 5'})"] = {
+            **score(hypotheses, references, plain),
+            "train": f"{train_info.get('global_step', '?')} steps, {train_info.get('seconds', '?')} s, "
+            f"{train_info.get('world_size', '?')} process(es)",
+            "decode_words_per_second": round(len(WORDS) / seconds),
+            "decode_cores": threads,
+        }
+    return rows
+
+
+def phonetisaurus_rows(data, plain_data, references: list, plain: list | None, workdir: str | None) -> dict:
+    """Phonetisaurus trained on the same train split and scored on the same words; with stress, trained with stress
+    (scored both ways) and without it beside."""
+    stress = plain_data is not None
+    trainings = [("Phonetisaurus (8-gram WFST)" + (", stress" if stress else ""), data, references, plain)]
+    if stress:
+        trainings.append(("Phonetisaurus (8-gram WFST), no stress", plain_data, plain, None))
+    rows = {}
+    for name, split, refs, plain_refs in trainings:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(workdir or tmp) / name.split(", ")[-1].replace(" ", "-")
+            folder.mkdir(parents=True, exist_ok=True)
+            fst, cpu_seconds = train_phonetisaurus(split["train"], folder)
+            hypotheses, seconds = decode_phonetisaurus(fst, WORDS, folder)
+        rows[name] = {
+            **score(hypotheses, refs, plain_refs),
+            "train": f"{cpu_seconds:.0f} CPU-seconds, 1 core",
+            "decode_words_per_second": round(len(WORDS) / seconds),
+            "decode_cores": 1,
+        }
+    return rows
+
+
+def print_report(rows: dict, load: float) -> None:
+    """The systems side by side, then their WER by spelling length."""
+    print(f"\nTest split, {len(WORDS):,} words, Sequitur scoring (g2p.per_wer); load average {load:.1f}")
+    print(f"{'system':<42} {'PER %':>7} {'WER %':>7} {'stress stripped PER/WER':>24} {'words/s':>8}  training")
+    for name, row in rows.items():
+        stripped = row.get("stress_stripped")
+        both = f"{stripped['per']:.2f} / {stripped['wer']:.2f}" if stripped else "-"
+        print(
+            f"{name:<42} {row['per']:7.2f} {row['wer']:7.2f} {both:>24} {row['decode_words_per_second']:8,}  "
+            f"{row['train']} (decoding on {row['decode_cores']} core(s))"
+        )
+    first = next(iter(rows.values()))
+    print(f"\nWER % by spelling length (letters): {'  '.join(f'{b:>6}' for b in first['by_length'])}")
+    for name, row in rows.items():
+        words_in = "  ".join(f"{bucket['wer']:6.2f}" for bucket in row["by_length"].values())
+        print(f"{name:<42} {words_in}")
+    counts = "  ".join(f"{bucket['words']:6,}" for bucket in first["by_length"].values())
+    print(f"{'words':<42} {counts}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -140,57 +203,10 @@ def main() -> None:
     WORDS[:] = list(test["word"])
     references = list(test["pronunciations"])
     plain = list(plain_data["test"]["pronunciations"]) if stress else None
-    rows = {}
-
-    results = Path(args.model_dir, "results.json")
-    train_info = json.loads(results.read_text())["train"] if results.is_file() else {}
-    for beams in (1, 5) if model is not None else ():
-        g2p.transcribe(model, tokenizer, WORDS[:256], num_beams=beams)  # warm-up
-        start = time.perf_counter()
-        hypotheses = g2p.transcribe(model, tokenizer, WORDS, num_beams=beams)
-        seconds = time.perf_counter() - start
-        rows[f"ours ({'greedy' if beams == 1 else 'beam 5'})"] = {
-            **score(hypotheses, references, plain),
-            "train": f"{train_info.get('global_step', '?')} steps, {train_info.get('seconds', '?')} s, "
-            f"{train_info.get('world_size', '?')} process(es)",
-            "decode_words_per_second": round(len(WORDS) / seconds),
-            "decode_cores": args.threads,
-        }
-
-    # With stress: Phonetisaurus trained with stress (scored both ways), and the stress-less one beside it.
-    trainings = [("Phonetisaurus (8-gram WFST)" + (", stress" if stress else ""), data, references, plain)]
-    if stress:
-        trainings.append(("Phonetisaurus (8-gram WFST), no stress", plain_data, plain, None))
-    for name, split, refs, plain_refs in trainings:
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(args.workdir or tmp) / name.split(", ")[-1].replace(" ", "-")
-            workdir.mkdir(parents=True, exist_ok=True)
-            fst, cpu_seconds = train_phonetisaurus(split["train"], workdir)
-            hypotheses, seconds = decode_phonetisaurus(fst, WORDS, workdir)
-        rows[name] = {
-            **score(hypotheses, refs, plain_refs),
-            "train": f"{cpu_seconds:.0f} CPU-seconds, 1 core",
-            "decode_words_per_second": round(len(WORDS) / seconds),
-            "decode_cores": 1,
-        }
-
+    rows = our_rows(model, tokenizer, args.model_dir, references, plain, args.threads) if model is not None else {}
+    rows |= phonetisaurus_rows(data, plain_data, references, plain, args.workdir)
     load = os.getloadavg()[0]
-    print(f"\nTest split, {len(WORDS):,} words, Sequitur scoring (g2p.per_wer); load average {load:.1f}")
-    print(f"{'system':<42} {'PER %':>7} {'WER %':>7} {'stress stripped PER/WER':>24} {'words/s':>8}  training")
-    for name, row in rows.items():
-        stripped = row.get("stress_stripped")
-        both = f"{stripped['per']:.2f} / {stripped['wer']:.2f}" if stripped else "-"
-        print(
-            f"{name:<42} {row['per']:7.2f} {row['wer']:7.2f} {both:>24} {row['decode_words_per_second']:8,}  "
-            f"{row['train']} (decoding on {row['decode_cores']} core(s))"
-        )
-    first = next(iter(rows.values()))
-    print(f"\nWER % by spelling length (letters): {'  '.join(f'{b:>6}' for b in first['by_length'])}")
-    for name, row in rows.items():
-        words_in = "  ".join(f"{bucket['wer']:6.2f}" for bucket in row["by_length"].values())
-        print(f"{name:<42} {words_in}")
-    counts = "  ".join(f"{bucket['words']:6,}" for bucket in first["by_length"].values())
-    print(f"{'words':<42} {counts}")
+    print_report(rows, load)
     if args.json:
         report = {"model": args.model_dir, "data": args.train_file or "cmudict", "keep_stress": stress}
         report.update(words=len(WORDS), load_average=load, rows=rows)

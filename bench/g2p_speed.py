@@ -150,6 +150,75 @@ def ctranslate2_rows(model_dir: str, threads: int, folder: str) -> list[tuple[st
     return rows
 
 
+def pytorch_rows(model, tokenizer, words: list[str], marian: bool) -> dict[str, Callable]:
+    """Row name -> a call that transcribes `words`: ours through transcribe and plain generate, and the Marian twin."""
+    candidates = {
+        "ours: transcribe greedy (fast path)": lambda: g2p.transcribe(model, tokenizer, words),
+        "ours: generate greedy (dynamic cache)": lambda: batched_generate(model, tokenizer, words),
+        "ours: transcribe beam 5": lambda: g2p.transcribe(model, tokenizer, words, num_beams=5),
+        "ours: generate beam 5 (dynamic cache)": lambda: batched_generate(model, tokenizer, words, num_beams=5),
+    }
+    if marian:
+        twin = marian_twin(model)
+        static_length = max_decoding_length(max(len(w) for w in words) + 1)  # one graph for every batch
+        compiled = CompileConfig(fullgraph=True, dynamic=True, mode="default")
+        compiled._compile_all_devices = True  # transformers compiles on CUDA only unless told
+        candidates |= {
+            "Marian: generate greedy (dynamic cache)": lambda: batched_generate(twin, tokenizer, words),
+            "Marian: generate greedy (static cache + compile)": lambda: batched_generate(
+                marian,
+                tokenizer,
+                words,
+                static_length,
+                cache_implementation="static",
+                compile_config=compiled,
+            ),
+            "Marian: generate beam 5 (dynamic cache)": lambda: batched_generate(twin, tokenizer, words, num_beams=5),
+        }
+    return candidates
+
+
+def summarise(rows: dict, outputs: dict, words: list, references: list, config, threads: int) -> tuple[float, float]:
+    """Adds each row's per-core rate, WER, words that differ from plain generate and share of the matmul peak;
+    returns the FLOPs per word and that peak."""
+    reference = outputs["ours: generate greedy (dynamic cache)"]
+    reference_beam = outputs["ours: generate beam 5 (dynamic cache)"]
+    letters = sum(len(w) + 1 for w in words) / len(words)
+    phones = sum(len(p.split()) + 1 for p in reference) / len(words)
+    flops = flops_per_word(config, letters, phones)
+    peak = matmul_peak(config.d_model, config.d_ff)  # on the same threads
+    for name, row in rows.items():
+        row["words_per_second_per_core"] = round(row["words_per_second"] / row["cores"])
+        row.update(g2p.per_wer(outputs[name], references))
+        greedy = "beam" not in name
+        same_search = reference if greedy else reference_beam  # ours through plain generate, same beam width
+        row["words_differing_from_generate"] = sum(a != b for a, b in zip(outputs[name], same_search, strict=True))
+        if greedy and not name.startswith("Phonetisaurus") and "int8" not in name and row["cores"] == threads:
+            row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
+            row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)
+    return flops, peak
+
+
+def print_report(report: dict) -> None:
+    """The rows as a table, then the arithmetic and the training step against the matmul peak."""
+    training, load = report["training_step"], report["load_average_at_start"]
+    flops, peak = report["mflop_per_word_greedy"] * 1e6, report["matmul_peak_gflop_per_second"]
+    peak_one = report["matmul_peak_gflop_per_second_one_thread"]
+    print(f"\n{'row':<64} {'words/s':>8} {'per core':>8} {'WER %':>6} {'differ':>6} {'% of peak':>9}")
+    for name, row in report["rows"].items():
+        share = f"{100 * row['fraction_of_peak']:.0f}" if "fraction_of_peak" in row else ""
+        print(
+            f"{name:<64} {row['words_per_second']:8,} {row['words_per_second_per_core']:8,} {row['wer']:6.2f} "
+            f"{row['words_differing_from_generate']:6} {share:>9}"
+        )
+    print(
+        f"{flops / 1e6:.1f} MFLOP per word greedy; matmul peak {peak:.0f} GFLOP/s on {report['threads']} thread(s), "
+        f"{peak_one:.0f} on one; training step (batch 32, 1 thread): {training['ms_per_step']} ms, "
+        f"{training['gflop_per_second']} GFLOP/s = {100 * training['fraction_of_peak']:.0f}% of peak; "
+        f"load average {load:.1f} -> {report['load_average_at_end']:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model_dir", nargs="?", default="outputs/g2p-cpu")
@@ -166,29 +235,7 @@ def main() -> None:
     words, references = list(data["test"]["word"]), list(data["test"]["pronunciations"])
     load = os.getloadavg()[0]
 
-    candidates = {
-        "ours: transcribe greedy (fast path)": lambda: g2p.transcribe(model, tokenizer, words),
-        "ours: generate greedy (dynamic cache)": lambda: batched_generate(model, tokenizer, words),
-        "ours: transcribe beam 5": lambda: g2p.transcribe(model, tokenizer, words, num_beams=5),
-        "ours: generate beam 5 (dynamic cache)": lambda: batched_generate(model, tokenizer, words, num_beams=5),
-    }
-    if not args.no_marian:
-        marian = marian_twin(model)
-        static_length = max_decoding_length(max(len(w) for w in words) + 1)  # one graph for every batch
-        compiled = CompileConfig(fullgraph=True, dynamic=True, mode="default")
-        compiled._compile_all_devices = True  # transformers compiles on CUDA only unless told
-        candidates |= {
-            "Marian: generate greedy (dynamic cache)": lambda: batched_generate(marian, tokenizer, words),
-            "Marian: generate greedy (static cache + compile)": lambda: batched_generate(
-                marian,
-                tokenizer,
-                words,
-                static_length,
-                cache_implementation="static",
-                compile_config=compiled,
-            ),
-            "Marian: generate beam 5 (dynamic cache)": lambda: batched_generate(marian, tokenizer, words, num_beams=5),
-        }
+    candidates = pytorch_rows(model, tokenizer, words, marian=not args.no_marian)
     rows, outputs = {}, {}
 
     def record(name: str, seconds: float, cores: int) -> None:
@@ -211,21 +258,7 @@ def main() -> None:
         seconds, outputs[name] = phonetisaurus_row(args.phonetisaurus, data["train"], words)
         record(name, seconds, 1)
 
-    reference = outputs["ours: generate greedy (dynamic cache)"]
-    reference_beam = outputs["ours: generate beam 5 (dynamic cache)"]
-    letters = sum(len(w) + 1 for w in words) / len(words)
-    phones = sum(len(p.split()) + 1 for p in reference) / len(words)
-    flops = flops_per_word(model.config, letters, phones)
-    peak = matmul_peak(model.config.d_model, model.config.d_ff)  # on the same threads
-    for name, row in rows.items():
-        row["words_per_second_per_core"] = round(row["words_per_second"] / row["cores"])
-        row.update(g2p.per_wer(outputs[name], references))
-        greedy = "beam" not in name
-        same_search = reference if greedy else reference_beam  # ours through plain generate, same beam width
-        row["words_differing_from_generate"] = sum(a != b for a, b in zip(outputs[name], same_search, strict=True))
-        if greedy and not name.startswith("Phonetisaurus") and "int8" not in name and row["cores"] == args.threads:
-            row["gflop_per_second"] = round(flops * row["words_per_second"] / 1e9, 2)
-            row["fraction_of_peak"] = round(row["gflop_per_second"] / peak, 3)
+    flops, peak = summarise(rows, outputs, words, references, model.config, args.threads)
     torch.set_num_threads(1)  # the training step's GFLOP/s per core, against one core's peak
     peak_one = matmul_peak(model.config.d_model, model.config.d_ff)
     training = training_step_gflops(model, tokenizer, data["train"])
@@ -242,19 +275,7 @@ def main() -> None:
         "rows": rows,
         "training_step": training,
     }
-    print(f"\n{'row':<64} {'words/s':>8} {'per core':>8} {'WER %':>6} {'differ':>6} {'% of peak':>9}")
-    for name, row in rows.items():
-        share = f"{100 * row['fraction_of_peak']:.0f}" if "fraction_of_peak" in row else ""
-        print(
-            f"{name:<64} {row['words_per_second']:8,} {row['words_per_second_per_core']:8,} {row['wer']:6.2f} "
-            f"{row['words_differing_from_generate']:6} {share:>9}"
-        )
-    print(
-        f"{flops / 1e6:.1f} MFLOP per word greedy; matmul peak {peak:.0f} GFLOP/s on {args.threads} thread(s), "
-        f"{peak_one:.0f} on one; training step (batch 32, 1 thread): {training['ms_per_step']} ms, "
-        f"{training['gflop_per_second']} GFLOP/s = {100 * training['fraction_of_peak']:.0f}% of peak; "
-        f"load average {load:.1f} -> {report['load_average_at_end']:.1f}"
-    )
+    print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -235,6 +235,16 @@ def peak_memory(size: Size, args: argparse.Namespace) -> dict[str, dict[str, flo
 # ---- report ----------------------------------------------------------------------------------------------------
 
 
+def memory_rows(size: str, memory: dict, device: str) -> list[Row]:
+    kind = "peak RSS above imports" if device == "cpu" else "max_memory_allocated"
+    rows = []
+    for phase in ("train", "generate"):
+        ours, marian = memory["ours"][phase], memory["marian"][phase]
+        note = f"{kind}, model included" + ("; 3 steps" if phase == "train" else "; beam 5")
+        rows.append(Row(size, f"peak memory, {phase}", "MiB", ours, marian, ours / marian, None, note))
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     header = f"{'size':<5} {'metric':<27} {'unit':<7} {'ours':>11} {'Marian':>11} {'ratio':>6} {'target':>7}  note"
     print("\n" + header + "\n" + "-" * (len(header) + 40))
@@ -305,12 +315,7 @@ def main() -> None:
         size_rows, counts = bench_size(SIZES[name], args, timer)
         rows += size_rows
         memory = None if args.no_memory else peak_memory(SIZES[name], args)
-        if memory:
-            kind = "peak RSS above imports" if args.device == "cpu" else "max_memory_allocated"
-            for phase in ("train", "generate"):
-                ours, marian = memory["ours"][phase], memory["marian"][phase]
-                note = f"{kind}, model included" + ("; 3 steps" if phase == "train" else "; beam 5")
-                rows.append(Row(name, f"peak memory, {phase}", "MiB", ours, marian, ours / marian, None, note))
+        rows += memory_rows(name, memory, args.device) if memory else []
         results["sizes"][name] = {"size": asdict(SIZES[name]), "parameters": counts, "memory_mib": memory}
     env["load_average_at_end"] = os.getloadavg()[0]
     env["seconds"] = round(time.perf_counter() - started, 1)

@@ -38,12 +38,12 @@ class Size:
 
 
 # fmt: off
-# G2P-sized (the first configs/recipes/g2p-cpu.json, 3 + 3 layers): ~75 graphemes + phones, words of 8-12 letters.
+# G2P-sized, 3 + 3 layers: ~75 graphemes + phones, words of 8-12 letters.
 G2P = Size("g2p", vocab_size=75, d_model=128, encoder_layers=3, decoder_layers=3, heads=4, d_ff=512,
            src_len=(8, 12), tgt_len=(7, 10), train_batch=64, gen_batch=64, gen_tokens=10, reps=15)
 SIZES = {
     "g2p": G2P,
-    "g2p31": replace(G2P, name="g2p31", decoder_layers=1),  # the current configs/recipes/g2p-cpu.json
+    "g2p31": replace(G2P, name="g2p31", decoder_layers=1),  # configs/recipes/g2p-cpu.json's size
     # The paper's base model (Table 3), on short sentences so that it finishes on 2 cores.
     "base": Size("base", vocab_size=37000, d_model=512, encoder_layers=6, decoder_layers=6, heads=8, d_ff=2048,
                  src_len=(10, 14), tgt_len=(10, 14), train_batch=8, gen_batch=4, gen_tokens=8, reps=7,

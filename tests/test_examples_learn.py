@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT, load_script
+from conftest import EXAMPLES, ROOT, load_script, save_tiny_g2p
 from limits import TIMEOUT
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -115,7 +115,8 @@ def test_walkthrough_prints_the_course_numbers_and_valid_weights():
 
 
 def g2p_tokenizer(split_letters: bool) -> PreTrainedTokenizerFast:
-    """A tiny G2P tokenizer: WordLevel over one vocabulary of letters and phones, specials <pad> <s> </s> <unk>."""
+    """A tiny G2P tokenizer: WordLevel over one vocabulary of letters and phones, specials <pad> <s> </s> <unk>.
+    Unlike the G2P task's tokenizer it can also read letters space-separated: the script must handle both."""
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
     for token in LETTERS + PHONES:
         vocab[token] = len(vocab)
@@ -130,21 +131,10 @@ def g2p_tokenizer(split_letters: bool) -> PreTrainedTokenizerFast:
     )
 
 
-def save_tiny_g2p(folder: Path, split_letters: bool = True, decoder_layers: int = 3, num_heads: int = 4) -> Path:
-    tokenizer = g2p_tokenizer(split_letters)
-    config = hf_minimal.MinimalTransformerConfig(
-        vocab_size=len(tokenizer), d_model=16, encoder_layers=2, decoder_layers=decoder_layers, num_heads=num_heads,
-        d_ff=32, dropout=0.0, max_position_embeddings=32,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    hf_minimal.MinimalTransformerForConditionalGeneration(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_g2p_dir(tmp_path_factory) -> Path:
-    return save_tiny_g2p(tmp_path_factory.mktemp("tiny_g2p"), decoder_layers=2, num_heads=2)  # few panels: fast
+    folder = tmp_path_factory.mktemp("tiny_g2p")
+    return save_tiny_g2p(folder, g2p_tokenizer(split_letters=True), num_heads=2)  # 2 x 2 panels: fast
 
 
 def test_plot_cross_attention_writes_png_of_the_documented_size(tiny_g2p_dir, tmp_path):
@@ -170,7 +160,7 @@ def test_the_committed_positional_encoding_picture_is_a_valid_png():
 @pytest.mark.parametrize("split_letters", [True, False], ids=["char-split", "space-separated"])
 def test_plotted_weights_are_the_ones_generate_computes(tmp_path, split_letters):
     plot = load_script(PLOT)
-    folder = save_tiny_g2p(tmp_path, split_letters)
+    folder = save_tiny_g2p(tmp_path, g2p_tokenizer(split_letters), decoder_layers=3)
     model, tokenizer = plot.load_model_and_tokenizer(str(folder))
     assert isinstance(tokenizer, type(AutoTokenizer.from_pretrained(folder)))
     weights, letters, phones = plot.cross_attention(model.double(), tokenizer, "Cats", max_new_tokens=5)

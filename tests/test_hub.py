@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 from limits import TIMEOUT
 
 HERE = Path(__file__).resolve().parent
@@ -547,6 +546,8 @@ def test_train_g2p_push_to_hub_publishes_the_card_and_results_and_no_pickles(hub
     small = ["--max_train_samples", "64", "--max_eval_samples", "16", "--max_test_samples", "16", "--max_steps", "10"]
     steps = ["--eval_steps", "5", "--save_steps", "5", "--test_num_beams", "1", "--disable_tqdm", "true"]
     hub_flags = ["--push_to_hub", "true", "--hub_model_id", "me/g2p-script", "--output_dir", str(tmp_path / "out")]
+    from conftest import EXAMPLES  # here, not at the top: the steps' processes import this file without hf_minimal
+
     command = [sys.executable, str(EXAMPLES / "g2p" / "train_g2p.py"), *tiny, *small, *steps, *hub_flags]
     result = subprocess.run(
         command, cwd=tmp_path, env=hub_env("script"), capture_output=True, text=True, timeout=TIMEOUT

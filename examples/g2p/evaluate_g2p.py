@@ -24,7 +24,7 @@ from hf_minimal.g2p.pronounce import lowercases
 from hf_minimal.serving.ctranslate2 import Engine
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="a folder written by examples/g2p/train_g2p.py (or a Hub model id)")
     parser.add_argument("--split", choices=(*g2p.SPLITS, "all"),
@@ -40,6 +40,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="ctranslate2: translator replicas (default: one per core)")
     parser.add_argument("--strip_stress", action="store_true",
                         help="score a stress model without its digits, against stress-less references")  # fmt: skip
+    return parser
+
+
+def scoring_splits(args: argparse.Namespace, parser: argparse.ArgumentParser, tokenizer) -> tuple[list, bool | None]:
+    """The words to score (and, with --strip_stress, the same words' stress-less references), and whether the
+    references have stress (None: a lexicon's, as written)."""
+    stress = g2p.keeps_stress(tokenizer)
+    if args.lexicon:
+        if args.strip_stress:
+            parser.error("--strip_stress is for CMUdict; a lexicon's references are used as written")
+        splits = [lexicon_split(args.lexicon, args.split or "all", lowercases(tokenizer))]
+        stress = None
+    else:
+        splits = [g2p.load_cmudict(keep_stress=stress)[args.split or "test"]]
+        if stress and args.strip_stress:  # the same words, stress-less references
+            splits.append(g2p.load_cmudict(keep_stress=False)[args.split or "test"])
+    if args.max_samples is not None:
+        splits = [split.shuffle(seed=0).select(range(min(args.max_samples, len(split)))) for split in splits]
+    return splits, stress
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if min(args.num_beams, args.batch_size or 1, args.workers or 1) < 1:
         parser.error("--num_beams, --batch_size and --workers must be at least 1")
@@ -52,22 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"Cannot load a model from {args.model_dir!r}: {error}", file=sys.stderr)
         return 1
-    stress = g2p.keeps_stress(tokenizer)
-    if args.lexicon:
-        if args.strip_stress:
-            parser.error("--strip_stress is for CMUdict; a lexicon's references are used as written")
-        try:
-            splits = [lexicon_split(args.lexicon, args.split or "all", lowercases(tokenizer))]
-        except ValueError as error:  # LexiconError: the file, the line and the fix
-            print(error, file=sys.stderr)
-            return 1
-        stress = None
-    else:
-        splits = [g2p.load_cmudict(keep_stress=stress)[args.split or "test"]]
-        if stress and args.strip_stress:  # the same words, stress-less references
-            splits.append(g2p.load_cmudict(keep_stress=False)[args.split or "test"])
-    if args.max_samples is not None:
-        splits = [split.shuffle(seed=0).select(range(min(args.max_samples, len(split)))) for split in splits]
+    try:
+        splits, stress = scoring_splits(args, parser, tokenizer)
+    except ValueError as error:  # LexiconError: the file, the line and the fix
+        print(error, file=sys.stderr)
+        return 1
     start = time.perf_counter()
     scores = g2p.evaluate_split(
         model, tokenizer, splits[0], num_beams=args.num_beams, batch_size=args.batch_size, stressless=splits[-1]

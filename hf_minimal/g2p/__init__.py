@@ -6,6 +6,7 @@ model's internals (only the Auto classes and the CTranslate2 engine).
     inference.py   load a model, transcribe (greedy, beam, n-best), score a split    (torch, transformers)
     lexicon.py     read and write pronunciation dictionaries                        (pure Python)
     pronounce.py   the G2P tool: dictionary first, the model for the rest (CTranslate2 without torch, or PyTorch)
+    text.py        text into words, and numbers read as words                       (pure Python)
     cli.py         the `hf-minimal-g2p` command (python -m hf_minimal.g2p)
     models/        the trained models shipped in the package (Hub-style folders with their cards)
 

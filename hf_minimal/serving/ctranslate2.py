@@ -31,8 +31,8 @@ DEFAULT_MAX_POSITIONS = 1024
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
 # CTranslate2 stops a beam search once patience x num_beams hypotheses have finished. patience 1 is exactly generate's
 # early_stopping=True (tests/test_ctranslate2.py). generate's default keeps searching while a running beam might
-# still win, a rule CTranslate2 lacks; patience 2 gives its results on every word of the G2P test split (patience 1:
-# 17 of 6,295 words differ; 2, 3 and 5: none; each step up costs 10-30% of the speed; docs/performance.md).
+# still win, a rule CTranslate2 lacks; patience 2 is the smallest that gives its results on the G2P test words, and
+# each step up costs speed (docs/performance.md).
 BEAM_PATIENCE = 2.0
 
 
@@ -160,10 +160,11 @@ class Engine:
     ) -> list[str]:
         """Decoded outputs for `texts`, in order: greedy (num_beams=1) or beam search, as `generate` decodes.
 
-        Texts are batched by length (`batch_size` each, default 128: the fastest on CPU for the G2P model, 64-256
-        within 10%). `max_length` bounds the decoder sequence, start token included, as in `generate`; by default
-        decoding.max_decoding_length of the batch's longest source. `early_stopping` as in generate: True ends a
-        beam search when num_beams hypotheses have finished (exactly generate's), False searches on (BEAM_PATIENCE).
+        Texts are batched by length (`batch_size` each, default 128, the fastest for the G2P model on CPU:
+        docs/performance.md). `max_length` bounds the decoder sequence, start token included, as in `generate`;
+        by default decoding.max_decoding_length of the batch's longest source. `early_stopping` as in generate:
+        True ends a beam search when num_beams hypotheses have finished (exactly generate's), False searches on
+        (BEAM_PATIENCE).
         """
         if num_beams < 1:
             raise ValueError(f"num_beams={num_beams} must be at least 1.")

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 # Beams searched when n-best variants are asked for: as many as the variants, and never fewer than this (generate
 # scores sequences only in a beam search; a 1-best score needs one). A beam of the list's own width is the usual
-# trade: on the English test words, 3 variants from 3 beams rather than 5 have the same best variant on every word,
-# the same list on 87% of them, and come 1.4x faster (docs/pronounce.md).
+# trade: the same best variant and nearly the same list as a wider beam, for less search (docs/pronounce.md).
 NBEST_MIN_BEAMS = 3
 
 
