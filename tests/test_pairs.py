@@ -1,4 +1,4 @@
-"""A model for any task from a file of pairs (hf_minimal.pairs, examples/learn/new_model.py,
+"""A model for any task from a file of pairs (hf_minimal.pairs, examples/pairs/new_model.py,
 examples/pairs/train_pairs.py): the vocabulary covers the data, the folder loads without hf_minimal, a short
 Seq2SeqTrainer run learns, and bad files get errors that name the file and the line."""
 

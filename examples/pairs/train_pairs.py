@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a sequence-to-sequence model on JSON-lines pairs with the standard Seq2SeqTrainer, then score it.
 
-Usage (after examples/learn/new_model.py wrote my-model):
+Usage (after examples/pairs/new_model.py wrote my-model):
   python examples/pairs/train_pairs.py --model_name_or_path my-model --train_file train.jsonl \\
       --validation_file validation.jsonl --test_file test.jsonl --source_key src --target_key tgt \\
       --output_dir my-model-trained --max_steps 3000 --learning_rate 2e-3
@@ -57,7 +57,7 @@ DEFAULTS = dict(
 
 @dataclass
 class PairsArguments:
-    model_name_or_path: str = field(metadata={"help": "a folder from examples/learn/new_model.py (or any trained one)"})
+    model_name_or_path: str = field(metadata={"help": "a folder from examples/pairs/new_model.py (or any trained one)"})
     train_file: str = field(metadata={"help": "JSON lines of pairs"})
     source_key: str = field(metadata={"help": "the source field"})
     target_key: str = field(metadata={"help": "the target field"})

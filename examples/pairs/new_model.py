@@ -5,7 +5,7 @@ MinimalTransformer of the chosen size saved with it, ready for transformers' run
 Seq2SeqTrainer script.
 
 Usage:
-  python examples/learn/new_model.py --train_file pairs.jsonl --source_key src --target_key tgt \\
+  python examples/pairs/new_model.py --train_file pairs.jsonl --source_key src --target_key tgt \\
       --config configs/models/transformer-small.json --output_dir my-model [--tokenizer bpe --vocab_size 8000]
 
 Each line of the file is {"src": ..., "tgt": ...}, or run_translation.py's {"translation": {"src": ..., "tgt": ...}}.
