@@ -373,3 +373,17 @@ def test_the_shipped_folder_pushes_to_the_hub_as_it_is_and_loads_without_the_pac
         assert result.returncode == 0, result.stderr[-3000:]
     assert {"model.safetensors", "modeling_minimal_transformer.py", "README.md"} <= hub.file_list("me/g2p-en")
     assert result.stdout.strip() == G2P(engine="torch", cmudict=False).pronounce(["vaswani"])["vaswani"][0].phones
+
+
+def test_the_command_reads_words_as_a_case_sensitive_model_was_trained(tmp_path, capsys):
+    """A model trained on a lexicon with --lowercase false spells capitals as its own letters: the command keeps
+    them (a word it lower-cased would hold a letter the model never saw, and be skipped)."""
+    from conftest import save_tiny_g2p
+
+    from hf_minimal import g2p
+    from hf_minimal.g2p.cli import main
+
+    folder = save_tiny_g2p(tmp_path / "cased", g2p.lexicon_tokenizer(["Q", "a"], ["k", "a"], lowercase=False))
+    assert main(["--model", str(folder), "--engine", "torch", "--no_dictionary", "Qa"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Qa\t") and "skipped" not in captured.err

@@ -16,8 +16,8 @@ from hf_minimal.g2p.lexicon import LexiconError, write_lexicon
 from hf_minimal.g2p.pronounce import G2P, lowercases
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import BENCH, EXAMPLES
-from test_train_g2p import TINY, load_script, run
+from conftest import BENCH, EXAMPLES, load_script
+from test_train_g2p import TINY, run
 
 # A German-like spelling rule with multi-character IPA phones and letters outside a-z.
 RULES = {"sch": "ʃ", "ei": "aɪ̯", "ch": "x", "z": "t͡s", "ä": "ɛː", "ö": "øː", "ü": "yː", "ß": "s", "w": "v", "v": "f"}

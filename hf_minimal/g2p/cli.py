@@ -90,7 +90,7 @@ def spoken_words(lines: list[str], g2p: G2P, report) -> list[list[tuple[str, lis
     parsed = []
     for number, line in enumerate(lines, start=1):
         tokens = []
-        for kind, token in split_text(line):
+        for kind, token in split_text(line, g2p.lowercase):
             if kind == "punct":
                 tokens.append((token, []))
                 continue
@@ -169,9 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     g2p = load_g2p(args)
     if g2p is None:
         return 1
-    # The dictionaries' 130k entries never die: kept out of the collector's scans, which would otherwise walk them
-    # again and again while a long word list allocates.
+    # The dictionaries' 130k entries never die, and a word list's objects die by reference counting (no cycles):
+    # the collector's scans would only walk them again and again while a long list allocates (a third of the
+    # command's own work on 100k words). A short-lived command can leave it off.
     gc.freeze()
+    gc.disable()
+    try:
+        return pronounce_lines(args, lines, g2p, start)
+    finally:
+        gc.enable()  # main() may run inside a longer-lived process (tests, notebooks)
+
+
+def pronounce_lines(args: argparse.Namespace, lines: list[str], g2p: G2P, start: float) -> int:
+    """Pronounce the input lines and write the output; skipped tokens are reported on standard error."""
     problems = []
 
     def report(number: int, token: str, why: str) -> None:

@@ -194,7 +194,13 @@ class G2P:
     def problem(self, word: str) -> str | None:
         """Why `word` cannot be pronounced (None when it can): no letters, too long, or characters outside the model's
         alphabet. Dictionary words always can."""
-        return self._plan(normalize_word(word, self.lowercase))[0]
+        word = normalize_word(word, self.lowercase)
+        return None if self._plain(word) else self._plan(word)[0]
+
+    def _plain(self, word: str) -> bool:
+        """Letters the model spells as they are: pronounceable from a dictionary or the model, whichever has it. The
+        usual word of a word list, so it is decided without a plan."""
+        return word.isalpha() and len(word) <= MAX_WORD_LENGTH and self.alphabet.issuperset(word)
 
     def _make_plan(self, word: str) -> tuple[str | None, list[tuple[str, list[Pronunciation] | None]]]:
         """(problem or None, the pieces `word` (normalised) is pronounced by): itself from a dictionary, or, not in
@@ -202,8 +208,8 @@ class G2P:
         found = self._find(word)
         if found is not None:
             return None, [(word, self._entries(found))]
-        if word.isalpha() and len(word) <= MAX_WORD_LENGTH and self.alphabet.issuperset(word):
-            return None, [(word, None)]  # plain letters the model knows: the usual word of a word list
+        if self._plain(word):
+            return None, [(word, None)]
         parts = [part for part in word.strip("'-").split("-") if part]
         if not parts:
             return "no letters to pronounce", []
@@ -244,15 +250,29 @@ class G2P:
         cap = nbest if nbest is not None else (PMASS_MAX_VARIANTS if pmass is not None else 1)
         if cap < 1:
             raise ValueError(f"nbest={nbest} must be at least 1.")
-        plans = {word: self._plan(word) for word in dict.fromkeys(normalize_word(w, self.lowercase) for w in words)}
-        problems = [f"{word!r}: {why}" for word, (why, _) in plans.items() if why]
+        plans, problems = {}, []
+        for word in dict.fromkeys(normalize_word(w, self.lowercase) for w in words):
+            if self._plain(word) and self._find(word) is None:
+                plans[word] = None  # to the model as it is: no plan to make or keep for the bulk of a word list
+                continue
+            why, plans[word] = self._plan(word)
+            if why:
+                problems.append(f"{word!r}: {why}")
         if problems:
             raise ValueError(f"cannot pronounce {len(problems)} word(s): " + "; ".join(problems))
-        plans = {word: plan for word, (_, plan) in plans.items()}
-        to_model = list(dict.fromkeys(part for plan in plans.values() for part, found in plan if found is None))
+        to_model = {}  # the distinct pieces no dictionary holds, in order
+        for word, plan in plans.items():
+            if plan is None:
+                to_model[word] = None
+            else:
+                to_model.update((part, None) for part, found in plan if found is None)
+        to_model = list(to_model)
         predicted = dict(zip(to_model, self._decode(to_model, cap, pmass, scores), strict=True))
         result = {}
         for word, plan in plans.items():
+            if plan is None:
+                result[word] = predicted[word]
+                continue
             options = [found[:cap] if found is not None else predicted[part] for part, found in plan]
             result[word] = combine(options, cap)
         return result
@@ -288,6 +308,8 @@ class G2P:
             transcribe_nbest = functools.partial(inference.transcribe_nbest, model, tokenizer)
         if cap == 1 and pmass is None and not scores:
             phones = transcribe(words, batch_size=self.batch_size)
+            if self.stress or not self.arpabet:  # as decoded: no per-word call for the usual case
+                return [[Pronunciation(p, None, "model")] for p in phones]
             return [[Pronunciation(self._stress(p), None, "model")] for p in phones]
         variants = []
         for scored in transcribe_nbest(words, cap, batch_size=self.batch_size):
