@@ -1,4 +1,4 @@
-"""The docs' links work where they are read: every relative link in README.md and docs/*.md names a file that
+"""The docs' links work where they are read: every relative link in the READMEs and docs/*.md names a file that
 exists, relative to the page, and every #anchor into a Markdown page names one of its headings (GitHub's slugs)."""
 
 import re
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "examples" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
