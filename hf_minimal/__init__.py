@@ -129,6 +129,19 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+# Modules that moved when the package was laid out in its three parts: importing the old name says where they went.
+_MOVED = {f"{__name__}.{name}": f"{__name__}.serving.{name}" for name in ("ctranslate2", "decoding")}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in _MOVED:
+            raise ModuleNotFoundError(f"{name} moved to {_MOVED[name]}: import that (or python -m it).", name=name)
+        return None
+
+
 if not any(isinstance(finder, _RegisterAfterImport) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterImport())
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())  # last: asked only for names no other finder has
 _register_when_ready()

