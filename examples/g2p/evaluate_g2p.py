@@ -57,7 +57,7 @@ def scoring_splits(args: argparse.Namespace, parser: argparse.ArgumentParser, to
         if stress and args.strip_stress:  # the same words, stress-less references
             splits.append(g2p.load_cmudict(keep_stress=False)[args.split or "test"])
     if args.max_samples is not None:
-        splits = [split.shuffle(seed=0).select(range(min(args.max_samples, len(split)))) for split in splits]
+        splits = [g2p.sample_split(split, args.max_samples, seed=0) for split in splits]
     return splits, stress
 
 

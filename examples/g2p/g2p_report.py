@@ -14,18 +14,13 @@ CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
 EXAMPLE_WORDS = ["huggingface", "vaswani", "tokenizer", "backprop", "grapheme", "attention", "transformer", "hello"]
 
 
-def sample(dataset, n: int | None, seed: int):
-    """A seeded random sample of n rows (the splits are sorted by word), or the whole split."""
-    return dataset if n is None else dataset.shuffle(seed=seed).select(range(min(n, len(dataset))))
-
-
 def score_saved_model(output_dir: str, data, g2p_args, batch_size: int) -> dict:
     """Reload the saved folder through the Auto classes, score the test split and transcribe a few words."""
     model, tokenizer = g2p.load_model(output_dir)
-    test = sample(data["test"], g2p_args.max_test_samples, seed=0)
+    test = g2p.sample_split(data["test"], g2p_args.max_test_samples, seed=0)
     # A CMUdict model with stress is also scored with its digits stripped, beside stress-less systems (Phonetisaurus).
     stripped = g2p_args.keep_stress and not g2p_args.train_file
-    plain = sample(g2p.load_cmudict()["test"], g2p_args.max_test_samples, seed=0) if stripped else None
+    plain = g2p.sample_split(g2p.load_cmudict()["test"], g2p_args.max_test_samples, seed=0) if stripped else None
     scores = {}
     for beams in g2p_args.test_num_beams:
         start = time.perf_counter()
@@ -35,7 +30,7 @@ def score_saved_model(output_dir: str, data, g2p_args, batch_size: int) -> dict:
         scores[f"beam{beams}"]["seconds"] = round(time.perf_counter() - start, 1)
         print(f"test, {'greedy' if beams == 1 else f'beam {beams}'}: {scores[f'beam{beams}']}")
     in_dict = {word: prons for split in data.values() for word, prons in zip(*split.to_dict().values(), strict=True)}
-    words = EXAMPLE_WORDS if not g2p_args.train_file else sample(data["test"], 8, seed=0)["word"]
+    words = EXAMPLE_WORDS if not g2p_args.train_file else g2p.sample_split(data["test"], 8, seed=0)["word"]
     examples = {}
     for word, phones in zip(words, g2p.transcribe(model, tokenizer, words, num_beams=5), strict=True):
         examples[word] = {"predicted": phones, "lexicon": in_dict.get(word)}

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from g2p_arguments import SIZE_FIELDS, G2PArguments, ModelArguments, parse_args
 from g2p_callbacks import CoolDown, SharedCores, TimeBudget, TrainingLog, hardware, load_average, process_start_time
-from g2p_report import describe_data, sample, score_saved_model, write_model_card
+from g2p_report import describe_data, score_saved_model, write_model_card
 from huggingface_hub import HfApi
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> None:
 
     data = load_data(g2p_args)
     model, tokenizer, base = model_and_tokenizer(model_args, g2p_args, args, recipe, data)
-    train_words = sample(data["train"], g2p_args.max_train_samples, args.seed)
-    eval_words = sample(data["validation"], g2p_args.max_eval_samples, args.seed)
+    train_words = g2p.sample_split(data["train"], g2p_args.max_train_samples, args.seed)
+    eval_words = g2p.sample_split(data["validation"], g2p_args.max_eval_samples, args.seed)
     references = dict(zip(eval_words["word"], eval_words["pronunciations"], strict=True))
     trainer = Seq2SeqTrainer(
         model=model,

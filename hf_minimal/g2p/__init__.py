@@ -22,7 +22,8 @@ _MODULES = {
     "data": (
         "GRAPHEMES", "SPECIAL_TOKENS", "SPLITS", "build_tokenizer", "grow_vocabulary", "keeps_stress",
         "lexicon_dataset", "lexicon_splits", "lexicon_symbols", "lexicon_tokenizer", "load_cmudict", "load_lexicon",
-        "phone_inventory", "split_of", "tokenize_split", "tokenizer_for_splits", "tokenizer_for_vocabulary",
+        "phone_inventory", "sample_split", "split_of", "tokenize_split", "tokenizer_for_splits",
+        "tokenizer_for_vocabulary",
     ),
     "lexicon": ("strip_stress",),
     "metrics": ("closest_reference", "edit_distance", "per_wer", "per_wer_stress_stripped", "worst_words"),

@@ -245,6 +245,11 @@ def keeps_stress(tokenizer: PreTrainedTokenizerFast) -> bool:
     return "AH0" in tokenizer.get_vocab()
 
 
+def sample_split(dataset, n: int | None, seed: int = 0):
+    """A seeded random sample of `n` rows of a split (the splits are sorted by word), or the whole split (n None)."""
+    return dataset if n is None else dataset.shuffle(seed=seed).select(range(min(n, len(dataset))))
+
+
 def tokenize_split(dataset, tokenizer: PreTrainedTokenizerFast, every_pronunciation: bool = True):
     """Model inputs for one split: `input_ids`, `attention_mask`, `labels`.
 
@@ -277,6 +282,7 @@ __all__ = [
     "load_cmudict",
     "load_lexicon",
     "phone_inventory",
+    "sample_split",
     "split_of",
     "tokenize_split",
     "tokenizer_for_splits",

@@ -253,26 +253,17 @@ class G2P:
         plans, problems = {}, []
         for word in dict.fromkeys(normalize_word(w, self.lowercase) for w in words):
             if self._plain(word) and self._find(word) is None:
-                plans[word] = None  # to the model as it is: no plan to make or keep for the bulk of a word list
+                plans[word] = [(word, None)]  # the bulk of a word list: to the model as it is, no cached plan to keep
                 continue
             why, plans[word] = self._plan(word)
             if why:
                 problems.append(f"{word!r}: {why}")
         if problems:
             raise ValueError(f"cannot pronounce {len(problems)} word(s): " + "; ".join(problems))
-        to_model = {}  # the distinct pieces no dictionary holds, in order
-        for word, plan in plans.items():
-            if plan is None:
-                to_model[word] = None
-            else:
-                to_model.update((part, None) for part, found in plan if found is None)
-        to_model = list(to_model)
+        to_model = list(dict.fromkeys(part for plan in plans.values() for part, found in plan if found is None))
         predicted = dict(zip(to_model, self._decode(to_model, cap, pmass, scores), strict=True))
         result = {}
         for word, plan in plans.items():
-            if plan is None:
-                result[word] = predicted[word]
-                continue
             options = [found[:cap] if found is not None else predicted[part] for part, found in plan]
             result[word] = combine(options, cap)
         return result

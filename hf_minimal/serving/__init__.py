@@ -1,3 +1,3 @@
-"""Serving: the decoding rules every decoder shares (`decoding`, pure Python) and CTranslate2 export and engine
-(`ctranslate2`). Torch-free at serve time: `Engine` imports only ctranslate2 and tokenizers; the export imports
-torch and transformers inside the function that needs them."""
+"""Serving: the decoding rules every decoder shares (`decoding`, pure Python), the CTranslate2 engine and `export`
+(`ctranslate2`) and the converter the export runs (`converter`). Torch-free at serve time: `Engine` imports only
+ctranslate2 and tokenizers; `export` imports torch, transformers and the converter when it is called."""
