@@ -86,6 +86,15 @@ class G2PArguments:
             "first) the learning rate falls linearly to 0 (0: the paper's schedule unchanged)."
         },
     )
+    average_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "Keep the last N snapshots of the weights (every average_every_steps) and, after training, the "
+            "average of the last N, N/2, ... 2 of them if one scores a lower validation WER than the best checkpoint "
+            "(the paper averages its last 5 or 20 checkpoints, Section 6.1; 0: off)."
+        },
+    )
+    average_every_steps: int = field(default=1000, metadata={"help": "Steps between the snapshots averaged."})
     test_num_beams: list[int] = field(
         default_factory=lambda: [1, 5], metadata={"help": "Beam widths for the final test scores (1 = greedy)."}
     )

@@ -1,5 +1,6 @@
 """Trainer callbacks for a time-budgeted run: stop on time, cool the learning rate down before the end, log speed
-and the time-to-quality curve, and share the cores with other work. Also the job's clock and the machine's name.
+and the time-to-quality curve, share the cores with other work, and keep the snapshots a checkpoint average
+needs. Also the job's clock and the machine's name.
 
 A time budget turns machine speed into steps, which is why a run records its speed, the load beside it and the
 validation WER against the seconds since the job started.
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 CHECK_EVERY = 10  # steps between readings of the clock and the load average: cheap, and fine-grained enough
@@ -175,3 +177,37 @@ class SharedCores(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         torch.set_num_threads(self.threads)
+
+
+class Snapshots(TrainerCallback):
+    """Every `every` steps writes the weights to `folder`/step-N.safetensors and keeps the last `keep` of them, for a
+    checkpoint average after training (Section 6.1). On disk, so a resumed run still has the snapshots before it."""
+
+    def __init__(self, folder: str | Path, every: int, keep: int):
+        if every < 1 or keep < 2:
+            raise ValueError(f"average_every_steps must be >= 1 and average_checkpoints >= 2, got {every}, {keep}.")
+        self.folder, self.every, self.keep = Path(folder), every, keep
+
+    def paths(self) -> list[Path]:
+        """The snapshots on disk, oldest first."""
+        return sorted(self.folder.glob("step-*.safetensors"), key=lambda path: int(path.stem.split("-")[1]))
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every or not state.is_world_process_zero:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # named_parameters() names a tied embedding once, so the file holds no shared tensors.
+        weights = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters()}
+        save_file(weights, self.folder / f"step-{state.global_step}.safetensors")
+        for old in self.paths()[: -self.keep]:
+            old.unlink()
+
+
+def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the snapshots' parameters, summed in float64."""
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        weights = load_file(path)
+        for name, tensor in weights.items():
+            total[name] = total.get(name, 0) + tensor.double()
+    return {name: (total[name] / len(paths)).to(tensor.dtype) for name, tensor in weights.items()}

@@ -23,7 +23,17 @@ from pathlib import Path
 
 import torch
 from g2p_arguments import SIZE_FIELDS, G2PArguments, ModelArguments, parse_args
-from g2p_callbacks import CoolDown, SharedCores, TimeBudget, TrainingLog, hardware, load_average, process_start_time
+from g2p_callbacks import (
+    CoolDown,
+    SharedCores,
+    Snapshots,
+    TimeBudget,
+    TrainingLog,
+    average_weights,
+    hardware,
+    load_average,
+    process_start_time,
+)
 from g2p_report import describe_data, score_saved_model, write_model_card
 from huggingface_hub import HfApi
 from transformers import (
@@ -181,6 +191,35 @@ def training_record(train_output, seconds: float, trainer, budget: TimeBudget, l
     }
 
 
+def keep_better_average(trainer, snapshots: Snapshots) -> dict:
+    """Checkpoint averaging (Section 6.1): scores the averages of the last N, N/2, ... 2 snapshots on the validation
+    words and keeps the weights with the lowest validation WER, the trained model's own included (the best
+    checkpoint under load_best_model_at_end). Returns what was tried, for results.json."""
+    trainer.accelerator.wait_for_everyone()  # rank 0 wrote the snapshots
+    model, paths = trainer.model, snapshots.paths()
+    candidates = {"trained": {name: p.detach().clone() for name, p in model.named_parameters()}}
+    count = min(snapshots.keep, len(paths))
+    while count >= 2:
+        candidates[f"last {count}"] = average_weights(paths[-count:])
+        count //= 2
+    scores = {}
+    for label, weights in candidates.items():
+        load_parameters(model, weights)
+        scores[label] = trainer.evaluate(metric_key_prefix="average")["average_wer"]
+        print(f"validation WER of the {label} weights: {scores[label]:.2f}")
+    chosen = min(scores, key=scores.get)  # ties keep the trained weights (first)
+    load_parameters(model, candidates[chosen])
+    steps = [int(path.stem.split("-")[1]) for path in paths]
+    return {"snapshot_steps": steps, "validation_wer": scores, "chosen": chosen}
+
+
+def load_parameters(model, weights: dict) -> None:
+    """Copies `weights` (parameter name -> tensor, as named_parameters() names them) into the model."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(weights[name])
+
+
 def push_card(args, trainer) -> None:
     """save_model() pushed the weights before the test scores existed: add our card and results.json."""
     commit = HfApi(token=args.hub_token).upload_folder(
@@ -219,6 +258,12 @@ def main(argv: list[str] | None = None) -> None:
         compute_metrics=compute_metrics_fn(tokenizer, references),
         callbacks=[budget, CoolDown(budget, g2p_args.cooldown_fraction), log, cores],
     )
+    snapshots = None
+    if g2p_args.average_checkpoints:
+        snapshots = Snapshots(
+            Path(args.output_dir, "snapshots"), g2p_args.average_every_steps, g2p_args.average_checkpoints
+        )
+        trainer.add_callback(snapshots)
     if args.push_to_hub and trainer.is_world_process_zero():
         # Trainer writes its arguments as a pickle (training_args.bin) into the folder it uploads; the Hub applies
         # this .gitignore to every upload, so nothing pickled is published.
@@ -228,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     train_record = training_record(train_output, time.perf_counter() - start, trainer, budget, log, cores)
-    trainer.save_model()  # the best checkpoint (load_best_model_at_end), with the tokenizer
+    if snapshots is not None:
+        train_record["checkpoint_average"] = keep_better_average(trainer, snapshots)
+    trainer.save_model()  # the best checkpoint (load_best_model_at_end) or a better average, with the tokenizer
 
     if trainer.is_world_process_zero():
         results = {
