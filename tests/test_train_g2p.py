@@ -200,12 +200,79 @@ def test_shared_cores_drops_to_one_thread_under_load_and_takes_the_threads_back(
         torch.set_num_threads(before)
 
 
+def test_snapshots_keep_the_last_n_and_average_to_their_float64_mean(tmp_path):
+    """Snapshots every `every` steps, the last `keep` on disk; average_weights is their mean (a float64 reference)."""
+    from types import SimpleNamespace
+
+    callbacks = load_script(CALLBACKS)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    snapshots = callbacks.Snapshots(tmp_path / "snapshots", every=5, keep=3)
+    state, written = SimpleNamespace(global_step=0, is_world_process_zero=True), {}
+    for step in range(1, 31):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        state.global_step = step
+        snapshots.on_step_end(None, state, None, model=model)
+        written[step] = {name: p.detach().double().clone() for name, p in model.named_parameters()}
+    assert [path.name for path in snapshots.paths()] == [f"step-{s}.safetensors" for s in (20, 25, 30)]
+    average = callbacks.average_weights(snapshots.paths())
+    for name in ("weight", "bias"):
+        expected = sum(written[step][name] for step in (20, 25, 30)) / 3
+        torch.testing.assert_close(average[name].double(), expected, rtol=0, atol=1e-6)
+        assert average[name].dtype == torch.float32
+    state.is_world_process_zero = False  # under DDP only rank 0 writes
+    state.global_step = 35
+    snapshots.on_step_end(None, state, None, model=model)
+    assert len(snapshots.paths()) == 3 and snapshots.paths()[-1].name == "step-30.safetensors"
+    with pytest.raises(ValueError, match="average_checkpoints"):
+        callbacks.Snapshots(tmp_path, every=5, keep=1)
+
+
+def test_keep_better_average_loads_the_weights_with_the_lowest_validation_wer(tmp_path, capsys):
+    """The trained weights and the averages of the last 4 and 2 snapshots are scored; the lowest WER wins and is what
+    the model holds afterwards; on a tie the trained weights stay."""
+    from types import SimpleNamespace
+
+    script = load_script(SCRIPT)
+    model = torch.nn.Linear(1, 1, bias=False)
+
+    class Trainer:  # evaluate() scores the weight itself: the lower, the better
+        accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
+
+        def __init__(self):
+            self.model = model
+
+        def evaluate(self, metric_key_prefix):
+            return {f"{metric_key_prefix}_wer": float(model.weight)}
+
+    snapshots = script.Snapshots(tmp_path, every=1, keep=4)
+    for step, value in enumerate([10.0, 20.0, 0.0, 4.0], start=1):  # last 4: 8.5, last 2: 2.0
+        with torch.no_grad():
+            model.weight.fill_(value)
+        snapshots.on_step_end(None, SimpleNamespace(global_step=step, is_world_process_zero=True), None, model=model)
+    with torch.no_grad():
+        model.weight.fill_(3.0)  # the trained weights
+    record = script.keep_better_average(Trainer(), snapshots)
+    assert record == {
+        "snapshot_steps": [1, 2, 3, 4],
+        "validation_wer": {"trained": 3.0, "last 4": 8.5, "last 2": 2.0},
+        "chosen": "last 2",
+    }
+    assert float(model.weight) == 2.0
+    assert "validation WER of the last 2 weights: 2.00" in capsys.readouterr().out
+    record = script.keep_better_average(Trainer(), snapshots)  # now the trained weights tie with "last 2"
+    assert record["chosen"] == "trained" and float(model.weight) == 2.0
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     """A tiny end-to-end run of examples/g2p/train_g2p.py (the default recipe, shrunk by flags)."""
     out = tmp_path_factory.mktemp("g2p") / "run"
     # A 0.001-minute budget stops training at the first check (step 10), which must still evaluate and save.
     budget = ["--max_steps", "500", "--max_train_minutes", "0.001", "--eval_steps", "5", "--save_steps", "5"]
+    budget += ["--average_checkpoints", "2", "--average_every_steps", "5"]  # snapshots at steps 5 and 10
     run([sys.executable, str(SCRIPT), *SMALL_RUN, *budget, "--test_num_beams", "1", "2", "--output_dir", str(out)])
     return out, json.loads((out / "results.json").read_text())
 
@@ -216,9 +283,12 @@ def test_end_to_end_run_writes_results_and_a_model_card(trained):
     assert results["train"]["best_validation_wer"] is not None
     curve = results["train"]["validation_curve"]  # time to quality: one point per evaluation
     assert [point["step"] for point in curve] == [5, 10]  # eval_steps 5, then the stop at step 10
-    assert 0 < curve[0]["seconds"] < curve[1]["seconds"] < results["job_seconds"]
+    assert 0 < curve[0]["seconds"] <= curve[1]["seconds"] < results["job_seconds"]  # 0.1 s resolution
     assert min(point["wer"] for point in curve) == results["train"]["best_validation_wer"]
     assert results["train"]["thread_switches"] == []  # one thread (OMP_NUM_THREADS=1): nothing to switch
+    average = results["train"]["checkpoint_average"]
+    assert average["snapshot_steps"] == [5, 10] and set(average["validation_wer"]) == {"trained", "last 2"}
+    assert average["validation_wer"]["trained"] == results["train"]["best_validation_wer"]  # the best checkpoint
     assert results["keep_stress"] is False and results["split_words"]["test"] > 6000
     assert results["recipe"]["max_steps"] == 500 and results["recipe"]["d_model"] == 32
     assert results["recipe"]["label_smoothing_factor"] == 0.1  # from configs/recipes/g2p-cpu.json, the default recipe
@@ -232,7 +302,23 @@ def test_end_to_end_run_writes_results_and_a_model_card(trained):
     assert card.data.library_name == "transformers" and "cmudict" in card.data.tags
     assert {r.metric_type for r in card.data.eval_results} == {"wer", "per"}
     assert "AutoModelForSeq2SeqLM.from_pretrained" in card.text and "SHA-256" in card.text
+    assert "Section 6.1" in card.text and f"{average['validation_wer']['trained']:.2f}" in card.text
     assert (out / "tokenizer.json").is_file() and (out / "modeling_minimal_transformer.py").is_file()
+
+
+def test_end_to_end_run_saves_the_weights_the_checkpoint_average_chose(trained):
+    out, results = trained
+    callbacks = load_script(CALLBACKS)
+    average = results["train"]["checkpoint_average"]
+    if average["chosen"] == "last 2":
+        expected = callbacks.average_weights(sorted((out / "snapshots").glob("step-*.safetensors")))
+    else:
+        best = AutoModelForSeq2SeqLM.from_pretrained(results["train"]["best_checkpoint"])
+        expected = dict(best.named_parameters())
+    saved = dict(AutoModelForSeq2SeqLM.from_pretrained(out).named_parameters())
+    assert saved.keys() == expected.keys()
+    for name, parameter in saved.items():
+        torch.testing.assert_close(parameter, expected[name], rtol=0, atol=0, msg=name)
 
 
 def test_end_to_end_run_reloads_through_the_auto_classes(trained):

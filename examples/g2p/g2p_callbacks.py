@@ -89,7 +89,7 @@ class CoolDown(TrainerCallback):
 
     The inverse-square-root schedule does not depend on the total number of steps, so a run cut by time follows the
     same curve as one cut by max_steps; the cool-down anneals what the budget cuts short, as fixed-length schedules
-    do at their end (the paper averages its last checkpoints instead, Section 6.1).
+    do at their end (the paper averages its last checkpoints instead, Section 6.1: `Snapshots`).
     """
 
     def __init__(self, budget: TimeBudget, fraction: float):

@@ -130,6 +130,26 @@ def data_fields(results: dict) -> dict:
     }
 
 
+def averaging_text(train: dict) -> str:
+    """What checkpoint averaging (Section 6.1) tried and which weights it kept, for the card; "" if it did not run."""
+    average = train.get("checkpoint_average")
+    if not average:
+        return ""
+    scores, chosen, steps = average["validation_wer"], average["chosen"], average["snapshot_steps"]
+    tried = ", ".join(f"{label} {wer:.2f}" for label, wer in scores.items() if label != "trained")
+    if chosen == "trained":
+        return (
+            f"\nCheckpoint averaging (Section 6.1) was tried on snapshots at steps {steps[0]:,}-{steps[-1]:,}: "
+            f"validation WER {tried}, against {scores['trained']:.2f} for the trained weights, which were kept."
+        )
+    count = int(chosen.split()[-1])
+    return (
+        f"\nThe weights are the average of the last {count} weight snapshots (steps {steps[-count]:,}-{steps[-1]:,}; "
+        f"Section 6.1): validation WER {scores[chosen]:.2f} against {scores['trained']:.2f} for the best single "
+        f"checkpoint (all tried: {tried})."
+    )
+
+
 def write_model_card(output_dir: str, results: dict) -> None:
     """README.md: the template filled from results.json, under the Hub's YAML metadata."""
     base, stressed = results.get("base_model"), results["keep_stress"]
@@ -160,6 +180,7 @@ def write_model_card(output_dir: str, results: dict) -> None:
         seconds=f"{train['seconds']:.0f}",
         world_size=train["world_size"],
         hardware=results["hardware"],
+        weights=averaging_text(train),
         examples=examples,
         output_dir=output_dir,
         usage=repr(["hello", "transformer"] if cmudict else list(results["examples"])[:2]),
