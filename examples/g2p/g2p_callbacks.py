@@ -188,9 +188,14 @@ class Snapshots(TrainerCallback):
             raise ValueError(f"average_every_steps must be >= 1 and average_checkpoints >= 2, got {every}, {keep}.")
         self.folder, self.every, self.keep = Path(folder), every, keep
 
+    @staticmethod
+    def step(path: Path) -> int:
+        """The training step a snapshot file was written at."""
+        return int(path.stem.split("-")[1])
+
     def paths(self) -> list[Path]:
         """The snapshots on disk, oldest first."""
-        return sorted(self.folder.glob("step-*.safetensors"), key=lambda path: int(path.stem.split("-")[1]))
+        return sorted(self.folder.glob("step-*.safetensors"), key=self.step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every or not state.is_world_process_zero:

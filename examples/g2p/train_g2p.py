@@ -209,8 +209,7 @@ def keep_better_average(trainer, snapshots: Snapshots) -> dict:
         print(f"validation WER of the {label} weights: {scores[label]:.2f}")
     chosen = min(scores, key=scores.get)  # ties keep the trained weights (first)
     load_parameters(model, candidates[chosen])
-    steps = [int(path.stem.split("-")[1]) for path in paths]
-    return {"snapshot_steps": steps, "validation_wer": scores, "chosen": chosen}
+    return {"snapshot_steps": [snapshots.step(path) for path in paths], "validation_wer": scores, "chosen": chosen}
 
 
 def load_parameters(model, weights: dict) -> None:
@@ -266,9 +265,10 @@ def main(argv: list[str] | None = None) -> None:
         trainer.add_callback(snapshots)
     if args.push_to_hub and trainer.is_world_process_zero():
         # Trainer writes its arguments as a pickle (training_args.bin) into the folder it uploads; the Hub applies
-        # this .gitignore to every upload, so nothing pickled is published.
+        # this .gitignore to every upload, so nothing pickled is published, nor the averaging's weight snapshots.
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        Path(args.output_dir, ".gitignore").write_text("".join(f"*.{ext}\n" for ext in PICKLE_SUFFIXES))
+        ignored = "".join(f"*.{ext}\n" for ext in PICKLE_SUFFIXES) + "snapshots/\n"
+        Path(args.output_dir, ".gitignore").write_text(ignored)
     print(f"{model.num_parameters():,} parameters; {len(trainer.train_dataset):,} training pairs; {hardware()}")
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
